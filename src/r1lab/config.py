@@ -1,0 +1,313 @@
+"""Typed configs, YAML loading, ``--set a.b=c`` overrides and validation with errors that name the fix.
+
+Each job has one dataclass tree. A field's ``help`` metadata is its documentation and becomes CLI help.
+YAML recipes hold only what differs from the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the key and what is allowed."""
+
+
+def option(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A config field with documentation (and allowed values, checked in ``validate``)."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls, data: dict[str, Any], path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with the closest valid one."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
+    types = _field_types(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{path}.{key}" if path else key
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            hint = f" Did you mean '{f'{path}.' if path else ''}{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{full}'.{hint} Valid keys here: {', '.join(names)}")
+        kwargs[key] = _coerce(types[key], value, full)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value or {}, path)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path) if len(inner) == 1 else value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"config key '{path}': expected {tp.__name__}, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"config key '{path}': expected int, got {value!r}")
+    if origin in (list, tuple) and not isinstance(value, (list, tuple)):
+        raise ConfigError(f"config key '{path}': expected a list, got {value!r}")
+    if origin is dict and not isinstance(value, dict):
+        raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
+    return list(value) if origin is list else value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (['a', 'b'], value), the value parsed as YAML so numbers, bools and lists work."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-5")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), value
+
+
+def merge(base: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = base
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Defaults <- YAML file <- ``--set`` overrides, then validation."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        merge(data, keys, value)
+    cfg = from_dict(cls, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Any, path: str = "") -> None:
+    """Check every field's declared choices, then the dataclass's own ``check()`` if it has one."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        full = f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, full)
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"config key '{full}' = {value!r}; allowed values: {', '.join(map(str, choices))}")
+    check = getattr(cfg, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ConfigError as err:
+            prefix = f"{path}." if path else ""
+            raise ConfigError(str(err).replace("config key '", f"config key '{prefix}")) from None
+
+
+def describe(cls, prefix: str = "") -> list[str]:
+    """One line per leaf key: ``key (default): help``, for CLI help."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        full = f"{prefix}{f.name}"
+        tp = _field_types(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines += describe(tp, full + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        choices = f.metadata.get("choices")
+        extra = f" [{'|'.join(map(str, choices))}]" if choices else ""
+        lines.append(f"  {full} = {default!r}{extra}\n      {f.metadata.get('help', '')}")
+    return lines
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Used by ``check()`` methods: raise a ConfigError naming ``key`` when ``condition`` fails."""
+    if not condition:
+        raise ConfigError(f"config key '{key}': {message}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Job configs. Sections shared by several jobs (model, task, prompt) are defined once.
+# ---------------------------------------------------------------------------------------------------------------
+from dataclasses import dataclass, field  # noqa: E402
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelConfig:
+    name: str = option("smollm2-135m", "HF folder, .gguf file, hub id in the local cache, or the alias smollm2-135m")
+    train_dtype: str = option("float32", "dtype of the trained (master) weights", DTYPES)
+    rollout_dtype: str = option("bfloat16", "dtype of the generation copy, re-synced after every step", DTYPES)
+    device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
+    autocast: str = option("bfloat16", "autocast dtype for the training forward/backward (master weights stay in "
+                                        "train_dtype); none = off", ("none", "bfloat16", "float16"))
+
+
+@dataclass
+class TaskConfig:
+    name: str = option("rg:basic_arithmetic", "rg:<reasoning-gym dataset> or a .jsonl/.parquet file")
+    params: dict = option(
+        {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2, "operators": ["+"],
+         "allow_parentheses": False, "allow_negation": False},
+        "keyword arguments for the reasoning-gym dataset config (rg: tasks only)",
+    )
+    train_size: int = option(8000, "number of training problems generated (rg: tasks)")
+    eval_size: int = option(200, "number of held-out problems (never in the training set)")
+    eval_path: Optional[str] = option(None, "a separate held-out file for file tasks (else split from the file)")
+    seed: int = option(1234, "seed of the train/held-out generators and split")
+
+    def check(self) -> None:
+        require(self.eval_size > 0, "eval_size", "must be > 0")
+        require(self.train_size > 0, "train_size", "must be > 0")
+
+
+@dataclass
+class PromptConfig:
+    template: str = option("chat", "chat (tokenizer template), r1_zero (DeepSeek-R1 Table 1) or plain",
+                           ("chat", "r1_zero", "plain"))
+    system: str = option("", "system prompt (chat template only)")
+    instruction: str = option("", "text appended to every question, e.g. an answer-format instruction")
+
+
+@dataclass
+class RewardConfig:
+    weights: dict = option({"accuracy": 1.0}, "reward function -> weight; available: accuracy, format, tag_count")
+    extraction: list = option(["answer_tag", "boxed", "last_number"],
+                              "answer extraction methods tried in order: answer_tag, boxed, last_number")
+
+    def check(self) -> None:
+        from r1lab.rewards import EXTRACTORS, REWARDS
+
+        require(bool(self.weights), "weights", "needs at least one reward function")
+        for name in self.weights:
+            require(name in REWARDS, "weights", f"unknown reward {name!r}; available: {', '.join(REWARDS.names())}")
+        for name in self.extraction:
+            require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
+
+
+@dataclass
+class RolloutConfig:
+    group_size: int = option(8, "completions sampled per prompt (G in GRPO)")
+    max_new_tokens: int = option(32, "longest completion; longer ones are truncated and flagged")
+    temperature: float = option(1.0, "sampling temperature for training rollouts")
+    top_p: float = option(1.0, "nucleus sampling threshold")
+    top_k: int = option(0, "top-k sampling (0 = off)")
+    batch_size: int = option(64, "sequences generated at once")
+
+    def check(self) -> None:
+        require(self.group_size >= 2, "group_size", "must be >= 2: group-relative advantages need a group")
+        require(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
+        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        require(self.max_new_tokens > 0, "max_new_tokens", "must be > 0")
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = option("grpo", "advantage estimator", ("grpo", "dr_grpo", "rloo"))
+    loss_aggregation: str = option("token_mean", "how the (B, T) loss becomes a scalar",
+                                   ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
+    clip_low: float = option(0.2, "PPO clip: ratio lower bound is 1 - clip_low")
+    clip_high: float = option(0.2, "PPO clip: ratio upper bound is 1 + clip_high (DAPO clip-higher: 0.28)")
+    beta: float = option(0.0, "KL penalty weight; 0 loads no reference model")
+    kl_estimator: str = option("k3", "KL estimator (Schulman): k1, k2 or k3", ("k1", "k2", "k3"))
+    num_iterations: int = option(1, "optimizer passes over each rollout batch (mu in GRPO); >1 uses importance ratios")
+    mask_truncated: bool = option(False, "exclude completions that hit max_new_tokens from the loss (DAPO)")
+    skip_zero_advantage: bool = option(True, "skip the forward pass of samples with zero advantage when beta=0 "
+                                             "(exact: their gradient is zero; loss denominators still count them)")
+
+    def check(self) -> None:
+        require(self.clip_low >= 0 and self.clip_high >= 0, "clip_low", "clip bounds must be >= 0")
+        require(self.beta >= 0, "beta", "must be >= 0")
+        require(self.num_iterations >= 1, "num_iterations", "must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = option(60, "optimizer steps")
+    prompts_per_step: int = option(8, "distinct prompts per step; sequences per step = prompts_per_step x group_size")
+    micro_batch_size: int = option(16, "sequences per forward/backward pass (gradient accumulation over the rest)")
+    lr: float = option(1e-5, "peak learning rate (AdamW)")
+    warmup_steps: int = option(0, "linear warm-up steps")
+    schedule: str = option("constant", "learning-rate decay after warm-up", ("constant", "linear", "cosine"))
+    min_lr_ratio: float = option(0.1, "final lr as a fraction of the peak (linear/cosine)")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to norms and biases)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.99, "AdamW beta2")
+    max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
+    seed: int = option(0, "seed for sampling and data order")
+    threads: int = option(0, "torch CPU threads (0 = torch default)")
+    time_limit_minutes: float = option(0.0, "stop training (and save) after this wall-clock time; 0 = no limit")
+
+    def check(self) -> None:
+        require(self.steps >= 1, "steps", "must be >= 1")
+        require(self.prompts_per_step >= 1, "prompts_per_step", "must be >= 1")
+        require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    every: int = option(20, "held-out evaluation every N steps (also before step 1 and after the last); 0 = off")
+    max_new_tokens: int = option(32, "longest completion at evaluation")
+    sampled_temperature: float = option(1.0, "temperature of the sampled-accuracy pass (one sample per problem)")
+    sampled: bool = option(True, "also measure sampled accuracy (costs one more generation pass)")
+    batch_size: int = option(100, "sequences generated at once during evaluation")
+
+
+@dataclass
+class LogConfig:
+    output_dir: str = option("runs/zero", "run folder: config, metrics, samples, plots, checkpoints, final model")
+    samples_per_step: int = option(4, "sample completions (with rewards) saved per step")
+    checkpoint_every: int = option(20, "checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = option(2, "how many recent checkpoints to keep")
+    tensorboard: bool = option(True, "write TensorBoard event files")
+    progress: bool = option(True, "show a progress bar with ETA")
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO with rule-based rewards. The defaults are the `r1lab zero` demo recipe for the embedded model."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)

@@ -1,0 +1,38 @@
+"""Held-out accuracy of a policy on a task: greedy, and optionally one sample per problem."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from r1lab.rewards import RewardContext, extract_answer
+from r1lab.rewards.functions import format_reward
+from r1lab.rollout.base import RolloutEngine, SamplingParams
+from r1lab.types import Example
+
+
+def evaluate_accuracy(
+    engine: RolloutEngine,
+    examples: list[Example],
+    build_prompt: Callable[[Example], str],
+    ctx: RewardContext,
+    sampling: SamplingParams,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Accuracy = share of problems whose extracted answer gets full credit from the task's verifier.
+
+    Returns (metrics, per-problem records). ``sampling.temperature == 0`` is greedy decoding.
+    """
+    batch = engine.generate([build_prompt(e) for e in examples], n=1, sampling=sampling)
+    records, correct, formatted = [], 0, 0
+    for example, text, length, truncated in zip(examples, batch.texts, batch.lengths.tolist(), batch.truncated.tolist()):
+        answer = extract_answer(text, ctx.extraction)
+        score = ctx.task.score(answer, example) if answer is not None else 0.0
+        ok = score >= 1.0
+        fmt = format_reward(text, example, ctx) == 1.0
+        correct += ok
+        formatted += fmt
+        records.append({"id": example.id, "completion": text, "answer": answer, "gold": example.answer,
+                        "correct": ok, "formatted": fmt, "length": int(length), "truncated": bool(truncated)})
+    n = max(len(examples), 1)
+    metrics = {"accuracy": correct / n, "format_rate": formatted / n,
+               "mean_length": float(batch.lengths.float().mean()), "n": len(examples)}
+    return metrics, records

@@ -1,0 +1,56 @@
+"""Rule-based reward functions (the R1-Zero pair, accuracy and format, plus tag-count partial credit).
+
+Signature: ``fn(completion, example, ctx) -> float``. A function that cannot score raises; the combiner records
+the error and the sample gets no advantage (DESIGN principle 6).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from r1lab.registry import Registry
+from r1lab.rewards.extract import extract_answer
+from r1lab.types import Example
+
+REWARDS: Registry = Registry("reward function")
+
+
+@dataclass
+class RewardContext:
+    """What reward functions may need beyond the completion: the task's verifier and extraction settings."""
+
+    task: object  # r1lab.tasks.base.Task
+    extraction: tuple[str, ...] = ("answer_tag", "boxed", "last_number")
+    params: dict = field(default_factory=dict)
+
+
+@REWARDS.register("accuracy")
+def accuracy_reward(completion: str, example: Example, ctx: RewardContext) -> float:
+    """The task's own verifier on the extracted answer (0 when nothing can be extracted)."""
+    answer = extract_answer(completion, ctx.extraction)
+    if answer is None:
+        return 0.0
+    return float(ctx.task.score(answer, example))
+
+
+# R1-Zero template: reasoning in <think> </think>, then the answer in <answer> </answer>, nothing else around.
+# Each block must hold a non-space character; the answer may not sit inside the thinking.
+_FORMAT = re.compile(
+    r"^\s*<think>(?:(?!</?think>|</?answer>).)*\S(?:(?!</?think>|</?answer>).)*</think>"
+    r"\s*<answer>(?:(?!</?answer>|</?think>).)*\S(?:(?!</?answer>|</?think>).)*</answer>\s*$",
+    re.DOTALL,
+)
+
+
+@REWARDS.register("format")
+def format_reward(completion: str, example: Example, ctx: RewardContext) -> float:
+    """1 when the whole completion is ``<think>...</think> <answer>...</answer>`` (non-blank blocks, no nesting)."""
+    return 1.0 if _FORMAT.match(completion) else 0.0
+
+
+@REWARDS.register("tag_count")
+def tag_count_reward(completion: str, example: Example, ctx: RewardContext) -> float:
+    """Partial credit, 0.25 per tag that appears exactly once: a gradient toward the format before it is met."""
+    tags = ("<think>", "</think>", "<answer>", "</answer>")
+    return sum(0.25 for tag in tags if completion.count(tag) == 1)

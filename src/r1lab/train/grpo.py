@@ -1,0 +1,306 @@
+"""The GRPO loop. Reads top to bottom: generate -> score -> advantages -> loss -> step -> sync -> log -> checkpoint.
+
+DeepSeekMath (arXiv 2402.03300) section 4 and DeepSeek-R1 (arXiv 2501.12948) section 2.2; variants (Dr. GRPO,
+DAPO, RLOO) are selected by name from ``r1lab.algos``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from r1lab.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, clipped_policy_loss
+from r1lab.algos.logprobs import completion_logprobs
+from r1lab.config import GRPOConfig, to_dict
+from r1lab.evals.accuracy import evaluate_accuracy
+from r1lab.models.loading import load_model
+from r1lab.models.templates import build_prompt
+from r1lab.rewards import RewardContext, score_batch
+from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.tasks import load_task
+from r1lab.tasks.sampler import PromptSampler
+from r1lab.track.metrics import MetricsLogger, read_jsonl
+from r1lab.track.plots import plot_training
+from r1lab.track.progress import Progress
+from r1lab.train import checkpoint as ckpt
+from r1lab.train.optim import build_optimizer
+
+DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    final_model_dir: Path
+    eval_before: dict | None
+    eval_after: dict | None
+    steps_done: int
+
+
+class AlreadyFinished(RuntimeError):
+    """--resume on a run whose final model exists: nothing to do, and we say so."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
+    run_dir = Path(cfg.log.output_dir)
+    final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
+    checkpoints = ckpt.list_checkpoints(ckpt_dir)
+    if resume and (final_dir / "config.json").is_file():
+        raise AlreadyFinished(f"{run_dir} already finished (final model in {final_dir}); nothing to resume. "
+                              f"Start a new run with a different log.output_dir, or raise train.steps in a new run.")
+    if not resume and (checkpoints or (run_dir / "metrics.jsonl").exists()):
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
+                              f"log.output_dir")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.model.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    # --- model, reference, rollout engine, task ------------------------------------------------------------
+    loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
+    policy, tokenizer = loaded.model, loaded.tokenizer
+    policy.config.use_cache = False
+    reference = None
+    if cfg.algo.beta > 0:  # beta = 0: no reference model at all (memory and one forward pass saved)
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size)
+    task = load_task(cfg.task.name, cfg.task.params, cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
+                     cfg.task.eval_path)
+    ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction))
+    prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction)  # noqa: E731
+    sampler = PromptSampler(len(task.train), seed=cfg.train.seed)
+    optimizer, scheduler = build_optimizer(
+        policy, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
+        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
+    train_sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k, cfg.rollout.max_new_tokens)
+
+    start_step, counters = 0, {"skipped_steps": 0, "reward_errors": 0}
+    if resume and checkpoints:
+        state = ckpt.load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
+        sampler.load_state_dict(state["sampler"])
+        start_step, counters = state["step"], state["counters"]
+        engine.sync_weights(policy)
+        print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
+    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard)
+
+    def run_eval(step: int) -> dict:
+        greedy, records = evaluate_accuracy(engine, task.eval, prompt_of, ctx,
+                                            SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens))
+        out = {"eval/greedy_accuracy": greedy["accuracy"], "eval/format_rate": greedy["format_rate"],
+               "eval/mean_length": greedy["mean_length"]}
+        if cfg.eval.sampled:
+            sampled, _ = evaluate_accuracy(engine, task.eval, prompt_of, ctx,
+                                           SamplingParams(cfg.eval.sampled_temperature, 1.0, 0, cfg.eval.max_new_tokens))
+            out["eval/sampled_accuracy"] = sampled["accuracy"]
+        (run_dir / "eval").mkdir(exist_ok=True)
+        with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        return out
+
+    eval_before = None
+    if cfg.eval.every and start_step == 0:
+        eval_before = run_eval(0)
+        logger.log(0, eval_before)
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    fault_step = int(os.environ.get("R1LAB_FAULT_AT_STEP", "0"))  # test hook: simulate a kill (SIGKILL)
+    progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress, desc="grpo")
+    started = time.monotonic()
+    step = start_step
+    for step in range(start_step + 1, cfg.train.steps + 1):
+        if fault_step and step == fault_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        t0 = time.monotonic()
+
+        # 1. generate: G completions per prompt
+        examples = [task.train[i] for i in sampler.next_indices(cfg.train.prompts_per_step)]
+        batch = engine.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling)
+        batch = _to_device(batch, device)
+        t_gen = time.monotonic() - t0
+
+        # 2. score every completion against its own example
+        grouped_examples = [e for e in examples for _ in range(cfg.rollout.group_size)]
+        results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx)
+        rewards = torch.tensor([r.total for r in results], dtype=torch.float32)  # (B,)
+        valid = torch.tensor([r.valid for r in results])  # (B,)
+        counters["reward_errors"] += int((~valid).sum())
+
+        # 3. advantages, group-relative
+        G = cfg.rollout.group_size
+        adv = ADVANTAGES.get(cfg.algo.advantage)(rewards.view(-1, G), valid.view(-1, G)).view(-1).to(device)  # (B,)
+        loss_mask = batch.completion_mask.clone()  # (B, C)
+        if cfg.algo.mask_truncated:
+            loss_mask[batch.truncated] = 0.0
+
+        # 4-5. loss and optimizer step(s)
+        step_metrics = _optimize(cfg, policy, reference, optimizer, batch, adv, loss_mask)
+        if step_metrics.pop("skipped"):
+            counters["skipped_steps"] += 1
+        with warnings.catch_warnings():  # a step with nothing to learn skips optimizer.step(); the schedule moves on
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
+
+        # 6. the rollout copy follows the policy
+        engine.sync_weights(policy)
+
+        # 7. log
+        metrics = _rollout_metrics(results, batch, rewards, valid, adv)
+        metrics.update(step_metrics)
+        metrics.update({"time/step_s": time.monotonic() - t0, "time/generate_s": t_gen,
+                        "lr": scheduler.get_last_lr()[0], "counters/skipped_steps": counters["skipped_steps"],
+                        "counters/reward_errors": counters["reward_errors"]})
+        last = step == cfg.train.steps or _time_up(cfg, started)
+        if cfg.eval.every and (step % cfg.eval.every == 0 or last):
+            metrics.update(run_eval(step))
+        logger.log(step, metrics)
+        logger.log_samples(step, _samples(batch, results, grouped_examples, adv, cfg.log.samples_per_step))
+        progress.update(step, {"reward": metrics["reward/mean"], "acc": metrics.get("eval/greedy_accuracy")})
+
+        # 8. checkpoint
+        if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
+            ckpt.save_checkpoint(ckpt_dir, step, policy, optimizer, scheduler,
+                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints)
+        if last:
+            break
+    progress.close()
+    logger.close()
+
+    # --- outputs: final HF folder and plots --------------------------------------------------------------------
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    plot_training(records, run_dir / "training.png", title=f"GRPO {cfg.model.name} on {cfg.task.name}")
+    finished = step >= cfg.train.steps
+    if finished:
+        policy.config.use_cache = True
+        policy.save_pretrained(final_dir, safe_serialization=True)
+        tokenizer.save_pretrained(final_dir)
+    evals = [r for r in records if "eval/greedy_accuracy" in r]
+    return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
+                     eval_after=evals[-1] if len(evals) > 1 else None, steps_done=step)
+
+
+def _time_up(cfg: GRPOConfig, started: float) -> bool:
+    return cfg.train.time_limit_minutes > 0 and time.monotonic() - started >= cfg.train.time_limit_minutes * 60
+
+
+def _to_device(batch, device):
+    for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated"):
+        setattr(batch, name, getattr(batch, name).to(device))
+    return batch
+
+
+def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.Tensor, loss_mask: torch.Tensor) -> dict:
+    """``num_iterations`` optimizer passes over the batch, each accumulating gradients over micro-batches.
+
+    Loss denominators (tokens, sequences) are those of the whole step, so accumulated gradients equal the
+    full-batch gradient whatever the micro-batch size.
+    """
+    algo, B = cfg.algo, batch.completion_ids.shape[0]
+    num_tokens, num_seqs = float(loss_mask.sum()), float(B)
+    norm_constant = float(cfg.rollout.max_new_tokens)
+    rows = torch.arange(B)
+    if algo.skip_zero_advantage and algo.beta == 0:
+        rows = rows[(adv != 0).cpu() & (loss_mask.sum(dim=1) > 0).cpu()]
+    micro = [rows[i : i + cfg.train.micro_batch_size] for i in range(0, len(rows), cfg.train.micro_batch_size)]
+
+    autocast = cfg.model.autocast != "none"
+    device_type = batch.completion_ids.device.type
+
+    def forward(model, idx, with_entropy=False):
+        with torch.autocast(device_type, dtype=DTYPE.get(cfg.model.autocast, torch.bfloat16), enabled=autocast):
+            return completion_logprobs(model, batch.prompt_ids[idx], batch.prompt_mask[idx], batch.completion_ids[idx],
+                                       batch.completion_mask[idx], with_entropy=with_entropy)
+
+    # Old-policy log-probs: with one pass the ratio is exactly 1 at the only update, so the current log-probs
+    # (detached) serve; with several passes they are frozen before the first update.
+    old_logps = None
+    if algo.num_iterations > 1:
+        with torch.no_grad():
+            old_logps = [forward(policy, idx)[0] for idx in micro]
+    ref_logps = None
+    if reference is not None:
+        with torch.no_grad():
+            ref_logps = [forward(reference, idx)[0] for idx in micro]
+
+    sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
+    skipped, grad_norm = False, float("nan")
+    policy.train()
+    for iteration in range(algo.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        for j, idx in enumerate(micro):
+            logp, entropy = forward(policy, idx, with_entropy=iteration == 0)
+            old = old_logps[j] if old_logps is not None else logp.detach()
+            mask = loss_mask[idx]
+            per_token, clipped = clipped_policy_loss(logp, old, adv[idx], algo.clip_low, algo.clip_high)
+            if ref_logps is not None:
+                kl = KL_ESTIMATORS.get(algo.kl_estimator)(logp, ref_logps[j])
+                per_token = per_token + algo.beta * kl
+                sums["kl"] += float((kl.detach() * mask).sum()) / max(num_tokens, 1)
+            loss = aggregate(algo.loss_aggregation, per_token, mask, num_tokens, num_seqs, norm_constant)
+            loss.backward()
+            sums["loss"] += float(loss.detach())
+            sums["clip_frac"] += float((clipped * mask).sum()) / max(num_tokens, 1)
+            if entropy is not None:
+                sums["entropy"] += float((entropy * mask).sum()) / max(float(loss_mask[rows].sum()), 1)
+        if not micro:  # every group had identical rewards: nothing to learn from this batch
+            break
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.train.max_grad_norm or float("inf")))
+        if not math.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)  # non-finite gradient guard: skip the step, count it
+            skipped = True
+            break
+        optimizer.step()
+    n_iter = max(algo.num_iterations, 1)
+    return {"loss/policy": sums["loss"] / n_iter, "loss/kl": sums["kl"] / n_iter if reference is not None else None,
+            "policy/clip_fraction": sums["clip_frac"] / n_iter, "policy/entropy": sums["entropy"] if micro else None,
+            "policy/grad_norm": grad_norm, "policy/trained_sequences": len(rows), "skipped": skipped}
+
+
+def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor, adv: torch.Tensor) -> dict:
+    G = batch.group_size
+    metrics = {"reward/mean": float(rewards[valid].mean()) if valid.any() else float("nan"),
+               "reward/std": float(rewards[valid].std()) if valid.sum() > 1 else 0.0}
+    for name in results[0].breakdown if results else []:
+        values = [r.breakdown[name] for r in results if r.valid]
+        metrics[f"reward/{name}"] = sum(values) / max(len(values), 1)
+    groups = rewards.view(-1, G)
+    metrics["reward/zero_variance_groups"] = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())
+    lengths = batch.lengths.float()
+    metrics.update({"completion/mean_length": float(lengths.mean()), "completion/max_length": float(lengths.max()),
+                    "completion/truncated_fraction": float(batch.truncated.float().mean()),
+                    "reward/invalid_fraction": float((~valid).float().mean())})
+    return metrics
+
+
+def _samples(batch, results, examples, adv: torch.Tensor, k: int) -> list[dict]:
+    out = []
+    for i in range(min(k, len(results))):
+        out.append({"prompt_id": examples[i].id, "gold": examples[i].answer, "completion": batch.texts[i],
+                    "reward": results[i].total, "breakdown": results[i].breakdown, "error": results[i].error,
+                    "advantage": float(adv[i]), "truncated": bool(batch.truncated[i])})
+    return out

@@ -1,0 +1,193 @@
+"""r1lab.algos.logprobs: selective log-softmax, entropy, left-padding positions, and completion log-probs of a
+tiny model checked against a per-row, unpadded loop oracle."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from r1lab.algos.logprobs import (
+    completion_logprobs,
+    entropy_from_logits,
+    position_ids_from_mask,
+    selective_log_softmax,
+)
+from r1lab.models.tiny import tiny_model, tiny_tokenizer
+
+torch.set_num_threads(1)
+
+
+def test_selective_log_softmax_matches_log_softmax_gather():
+    # The memory-saving form (gather - logsumexp) must equal the obvious log_softmax(...).gather.
+    g = torch.Generator().manual_seed(0)
+    logits = 5 * torch.randn(3, 7, 50, generator=g)
+    ids = torch.randint(0, 50, (3, 7), generator=g)
+    expected = torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    got = selective_log_softmax(logits, ids)
+    assert got.shape == (3, 7) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_selective_log_softmax_loop_oracle_and_fp32_upcast():
+    # Loop oracle in float64 on bf16 logits: the function must upcast to fp32 *before* the softmax
+    # (bf16 logsumexp would be off by ~1e-2), so the result matches the oracle on the same bf16 values.
+    g = torch.Generator().manual_seed(1)
+    logits = (3 * torch.randn(2, 4, 30, generator=g)).to(torch.bfloat16)
+    ids = torch.randint(0, 30, (2, 4), generator=g)
+    got = selective_log_softmax(logits, ids)
+    assert got.dtype == torch.float32
+    for b in range(2):
+        for t in range(4):
+            row = [float(x) for x in logits[b, t].double()]
+            m = max(row)
+            lse = m + math.log(sum(math.exp(x - m) for x in row))
+            assert got[b, t].item() == pytest.approx(row[ids[b, t]] - lse, abs=1e-5)
+
+
+def test_selective_log_softmax_hand_value():
+    # logits [0, ln 3] -> softmax [1/4, 3/4].
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])
+    got = selective_log_softmax(logits.expand(1, 2, 2), torch.tensor([[0, 1]]))
+    torch.testing.assert_close(got, torch.tensor([[math.log(0.25), math.log(0.75)]]), rtol=0, atol=1e-6)
+
+
+def test_entropy_hand_values():
+    # Uniform over V -> log V (shift-invariant); one-hot (very peaked) -> ~0; two-way 1/4, 3/4 -> hand value.
+    V = 17
+    uniform = torch.full((2, 3, V), 4.2)
+    torch.testing.assert_close(entropy_from_logits(uniform), torch.full((2, 3), math.log(V)), rtol=0, atol=1e-6)
+    peaked = torch.tensor([[[100.0, 0.0, 0.0, 0.0]]])
+    assert entropy_from_logits(peaked).item() == pytest.approx(0.0, abs=1e-6)
+    two = torch.tensor([[[0.0, math.log(3.0)]]])
+    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert entropy_from_logits(two).item() == pytest.approx(h, abs=1e-6)
+
+
+def test_entropy_matches_loop_oracle():
+    g = torch.Generator().manual_seed(2)
+    logits = 2 * torch.randn(2, 3, 11, generator=g)
+    got = entropy_from_logits(logits)
+    for b in range(2):
+        for t in range(3):
+            z = sum(math.exp(x) for x in logits[b, t].tolist())
+            p = [math.exp(x) / z for x in logits[b, t].tolist()]
+            assert got[b, t].item() == pytest.approx(-sum(q * math.log(q) for q in p), abs=1e-5)
+
+
+def test_position_ids_left_padding():
+    # Positions start at 0 on the first real token of each row (what generate() assigns), padding clamps to 0.
+    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 1, 1]])
+    expected = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 2], [0, 0, 0, 0], [0, 0, 0, 1]])
+    assert torch.equal(position_ids_from_mask(mask), expected)
+    # Right-padded completion after a left-padded prompt: positions stop advancing on padding (masked anyway).
+    mask2 = torch.tensor([[0, 1, 1, 1, 1, 0, 0]])
+    assert torch.equal(position_ids_from_mask(mask2), torch.tensor([[0, 0, 1, 2, 3, 3, 3]]))
+    # Bool / float masks give the same result.
+    assert torch.equal(position_ids_from_mask(mask.bool()), expected)
+    assert torch.equal(position_ids_from_mask(mask.float()), expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# completion_logprobs on a tiny model vs a per-row unpadded oracle
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    m = tiny_model(tok, seed=0)
+    m.eval()
+    return m
+
+
+def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    P = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (P - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def _right_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    C = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (C - len(r)) for r in rows])
+    mask = torch.tensor([[1.0] * len(r) + [0.0] * (C - len(r)) for r in rows])
+    return ids, mask
+
+
+def oracle_logprobs(model, prompts, completions, temperature=1.0):
+    """Run the model on each row alone, without any padding, and read the log-prob of each completion token."""
+    out = []
+    for p, c in zip(prompts, completions):
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0].double() / temperature  # (L, V)
+        row = []
+        for j, token in enumerate(c):
+            pos = len(p) + j - 1  # the logit at position pos predicts token pos + 1
+            row.append(torch.log_softmax(logits[pos], dim=-1)[token].item())
+        out.append(row)
+    return out
+
+
+@pytest.fixture(scope="module")
+def batch(tok):
+    # Prompts of different lengths (so rows are left-padded by different amounts) and completions of different
+    # lengths (right-padded). The pad id equals eos for this tokenizer, so masks come from lengths, not pad ids.
+    prompts = [tok.encode(s) for s in ("What is 2+3?", "Hi", "A much longer prompt, with more tokens.")]
+    completions = [tok.encode(s) for s in ("<think>5</think><answer>5</answer>", "ok", "x y")]
+    completions[1].append(tok.eos_token_id)  # an EOS inside the completion mask must be scored too
+    assert tok.pad_token_id == tok.eos_token_id
+    return prompts, completions
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_completion_logprobs_left_padding_matches_unpadded_oracle(model, tok, batch, temperature):
+    prompts, completions = batch
+    prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
+    completion_ids, completion_mask = _right_pad(completions, tok.pad_token_id)
+    with torch.no_grad():
+        logp, entropy = completion_logprobs(
+            model, prompt_ids, prompt_mask, completion_ids, completion_mask, with_entropy=True, temperature=temperature
+        )
+    assert logp.shape == completion_ids.shape and entropy.shape == completion_ids.shape
+    assert logp.dtype == torch.float32
+    expected = oracle_logprobs(model, prompts, completions, temperature)
+    for b, row in enumerate(expected):
+        # Only real completion tokens are compared; padded positions are masked out of every loss.
+        torch.testing.assert_close(logp[b, : len(row)].double(), torch.tensor(row, dtype=torch.float64), rtol=0, atol=1e-5)
+        assert torch.isfinite(logp[b]).all()
+    assert torch.isfinite(entropy).all()
+    assert (entropy >= 0).all() and (entropy <= math.log(len(tok)) + 1e-4).all()
+
+
+def test_completion_logprobs_without_entropy_and_grad_flows(model, tok, batch):
+    # Training path: no entropy requested -> None; log-probs carry gradient to the model parameters.
+    prompts, completions = batch
+    prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
+    completion_ids, completion_mask = _right_pad(completions, tok.pad_token_id)
+    logp, entropy = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    assert entropy is None
+    assert logp.requires_grad
+    (logp * completion_mask).sum().backward()
+    grad = model.get_input_embeddings().weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+
+
+def test_completion_logprobs_padding_invariance(model, tok, batch):
+    # Adding extra left padding to every prompt must not change any completion log-prob.
+    prompts, completions = batch
+    prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
+    extra = 5
+    pad_ids = torch.cat([torch.full((len(prompts), extra), tok.pad_token_id), prompt_ids], dim=1)
+    pad_mask = torch.cat([torch.zeros(len(prompts), extra, dtype=prompt_mask.dtype), prompt_mask], dim=1)
+    completion_ids, completion_mask = _right_pad(completions, tok.pad_token_id)
+    with torch.no_grad():
+        a, _ = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+        b, _ = completion_logprobs(model, pad_ids, pad_mask, completion_ids, completion_mask)
+    m = completion_mask.bool()
+    torch.testing.assert_close(a[m], b[m], rtol=0, atol=1e-5)
