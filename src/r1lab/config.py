@@ -214,7 +214,9 @@ class RewardConfig:
 
         require(bool(self.weights), "weights", "needs at least one reward function")
         for name in self.weights:
-            require(name in REWARDS, "weights", f"unknown reward {name!r}; available: {', '.join(REWARDS.names())}")
+            close = difflib.get_close_matches(name, REWARDS.names(), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            require(name in REWARDS, "weights", f"unknown reward {name!r}.{hint} Available: {', '.join(REWARDS.names())}")
         for name in self.extraction:
             require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
 
@@ -270,7 +272,8 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    time_limit_minutes: float = option(0.0, "stop training (and save) after this wall-clock time; 0 = no limit")
+    time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
+                                            "minutes, held-out evaluation excluded; 0 = no limit")
 
     def check(self) -> None:
         require(self.steps >= 1, "steps", "must be >= 1")

@@ -100,7 +100,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
     train_sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k, cfg.rollout.max_new_tokens)
 
-    start_step, counters = 0, {"skipped_steps": 0, "reward_errors": 0}
+    # train_seconds: generation + scoring + optimisation; held-out evaluation is not counted
+    start_step, counters = 0, {"skipped_steps": 0, "reward_errors": 0, "train_seconds": 0.0}
     if resume and checkpoints:
         state = ckpt.load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
         sampler.load_state_dict(state["sampler"])
@@ -131,7 +132,6 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     # --- the loop ----------------------------------------------------------------------------------------------
     fault_step = int(os.environ.get("R1LAB_FAULT_AT_STEP", "0"))  # test hook: simulate a kill (SIGKILL)
     progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress, desc="grpo")
-    started = time.monotonic()
     step = start_step
     for step in range(start_step + 1, cfg.train.steps + 1):
         if fault_step and step == fault_step:
@@ -172,10 +172,14 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # 7. log
         metrics = _rollout_metrics(results, batch, rewards, valid, adv)
         metrics.update(step_metrics)
-        metrics.update({"time/step_s": time.monotonic() - t0, "time/generate_s": t_gen,
+        step_seconds = time.monotonic() - t0
+        counters["train_seconds"] += step_seconds
+        metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/train_total_s": counters["train_seconds"],
                         "lr": scheduler.get_last_lr()[0], "counters/skipped_steps": counters["skipped_steps"],
                         "counters/reward_errors": counters["reward_errors"]})
-        last = step == cfg.train.steps or _time_up(cfg, started)
+        limit_s = cfg.train.time_limit_minutes * 60
+        out_of_time = limit_s > 0 and counters["train_seconds"] >= limit_s
+        last = step == cfg.train.steps or out_of_time
         if cfg.eval.every and (step % cfg.eval.every == 0 or last):
             metrics.update(run_eval(step))
         logger.log(step, metrics)
@@ -194,18 +198,14 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     # --- outputs: final HF folder and plots --------------------------------------------------------------------
     records = read_jsonl(run_dir / "metrics.jsonl")
     plot_training(records, run_dir / "training.png", title=f"GRPO {cfg.model.name} on {cfg.task.name}")
-    finished = step >= cfg.train.steps
-    if finished:
-        policy.config.use_cache = True
-        policy.save_pretrained(final_dir, safe_serialization=True)
-        tokenizer.save_pretrained(final_dir)
+    if step < cfg.train.steps:
+        print(f"stopped at step {step} of {cfg.train.steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} reached")
+    policy.config.use_cache = True  # the final model is written whether the run ended on steps or on time
+    policy.save_pretrained(final_dir, safe_serialization=True)
+    tokenizer.save_pretrained(final_dir)
     evals = [r for r in records if "eval/greedy_accuracy" in r]
     return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
                      eval_after=evals[-1] if len(evals) > 1 else None, steps_done=step)
-
-
-def _time_up(cfg: GRPOConfig, started: float) -> bool:
-    return cfg.train.time_limit_minutes > 0 and time.monotonic() - started >= cfg.train.time_limit_minutes * 60
 
 
 def _to_device(batch, device):
@@ -298,8 +298,9 @@ def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor,
 
 
 def _samples(batch, results, examples, adv: torch.Tensor, k: int) -> list[dict]:
+    """``k`` completions spread over the batch (so several prompts are shown), with rewards and advantages."""
     out = []
-    for i in range(min(k, len(results))):
+    for i in range(0, len(results), max(1, len(results) // max(k, 1)))[:k]:
         out.append({"prompt_id": examples[i].id, "gold": examples[i].answer, "completion": batch.texts[i],
                     "reward": results[i].total, "breakdown": results[i].breakdown, "error": results[i].error,
                     "advantage": float(adv[i]), "truncated": bool(batch.truncated[i])})

@@ -1,0 +1,65 @@
+"""Rollouts: masks from EOS positions (never from the pad id), truncation flags, grouping, greedy determinism."""
+
+import torch
+
+from r1lab.models.tiny import tiny_model, tiny_tokenizer
+from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
+from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.models.loading import prepare_tokenizer
+
+EOS = 2  # also the pad id, as in SmolLM2: a pad-based mask would drop the real EOS token
+
+
+def test_mask_keeps_first_eos_and_flags_truncation():
+    ids = torch.tensor([
+        [5, 6, EOS, EOS, EOS],  # stopped at position 2; the trailing EOS are padding
+        [5, 6, 7, 8, 9],  # never stopped: truncated, every token counts
+        [EOS, EOS, EOS, EOS, EOS],  # stopped immediately: only the EOS token counts
+        [5, 9, 9, 9, 4],  # a second EOS id (4) also ends the completion
+    ])
+    mask, truncated = completion_mask_from_eos(ids, [EOS, 4])
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+    assert truncated.tolist() == [False, True, False, False]
+
+
+def _engine(dtype=None):
+    tok = tiny_tokenizer()
+    prepare_tokenizer(tok)
+    model = tiny_model(tok, seed=1)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    return HFGenerateEngine(model, tok, dtype=dtype, batch_size=3), tok
+
+
+def test_groups_are_contiguous_and_greedy_is_deterministic():
+    engine, tok = _engine()
+    prompts = ["1+1=", "a much longer prompt: 22+33="]  # different lengths exercise left padding
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    batch = engine.generate(prompts, n=3, sampling=greedy)
+    assert batch.completion_ids.shape[0] == 6 and batch.group_size == 3
+    # Greedy: every member of a group is identical, and the first prompt's rows come first.
+    assert batch.texts[0] == batch.texts[1] == batch.texts[2]
+    assert batch.texts[3] == batch.texts[4] == batch.texts[5]
+    assert torch.equal(batch.prompt_ids[0], batch.prompt_ids[2])
+    # Left padding: the short prompt is padded on the left and its mask says so.
+    assert batch.prompt_mask[0, 0] == 0 and batch.prompt_mask[3].all()
+    # The mask length matches the decoded text: a completion is its tokens up to the first EOS.
+    for row in range(6):
+        k = int(batch.completion_mask[row].sum())
+        ids = batch.completion_ids[row, :k].tolist()
+        assert tok.decode(ids, skip_special_tokens=True) == batch.texts[row]
+        assert bool(batch.truncated[row]) == (EOS not in ids)
+    again = engine.generate(prompts, n=3, sampling=greedy)
+    assert again.texts == batch.texts
+
+
+def test_lower_precision_copy_follows_the_policy_after_sync():
+    engine, _ = _engine(dtype=torch.bfloat16)
+    policy = tiny_model(tiny_tokenizer(), seed=1)
+    assert not engine.shares_policy
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.5)
+    engine.sync_weights(policy)
+    for src, dst in zip(policy.parameters(), engine.model.parameters()):
+        assert dst.dtype == torch.bfloat16
+        assert torch.equal(dst, src.to(torch.bfloat16))
