@@ -181,9 +181,10 @@ class ModelConfig:
 class TaskConfig:
     name: str = option("rg:basic_arithmetic", "rg:<reasoning-gym dataset> or a .jsonl/.parquet file")
     params: dict = option(
-        {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2, "operators": ["+"],
+        {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+"],
          "allow_parentheses": False, "allow_negation": False},
-        "keyword arguments for the reasoning-gym dataset config (rg: tasks only)",
+        "keyword arguments for the reasoning-gym dataset config (rg: tasks only); a mapping is replaced whole, "
+        "not merged, when set",
     )
     train_size: int = option(8000, "number of training problems generated (rg: tasks)")
     eval_size: int = option(200, "number of held-out problems (never in the training set)")
@@ -199,13 +200,15 @@ class TaskConfig:
 class PromptConfig:
     template: str = option("chat", "chat (tokenizer template), r1_zero (DeepSeek-R1 Table 1) or plain",
                            ("chat", "r1_zero", "plain"))
-    system: str = option("", "system prompt (chat template only)")
-    instruction: str = option("", "text appended to every question, e.g. an answer-format instruction")
+    system: str = option("You are a helpful assistant.", "system prompt (chat template only)")
+    instruction: str = option("Answer with just the number.",
+                              "text appended to every question, e.g. an answer-format instruction")
 
 
 @dataclass
 class RewardConfig:
-    weights: dict = option({"accuracy": 1.0}, "reward function -> weight; available: accuracy, format, tag_count")
+    weights: dict = option({"accuracy": 1.0}, "reward function -> weight (the mapping is replaced whole when set); "
+                                              "available: accuracy, format, tag_count")
     extraction: list = option(["answer_tag", "boxed", "last_number"],
                               "answer extraction methods tried in order: answer_tag, boxed, last_number")
 
@@ -224,7 +227,7 @@ class RewardConfig:
 @dataclass
 class RolloutConfig:
     group_size: int = option(8, "completions sampled per prompt (G in GRPO)")
-    max_new_tokens: int = option(32, "longest completion; longer ones are truncated and flagged")
+    max_new_tokens: int = option(16, "longest completion; longer ones are truncated and flagged")
     temperature: float = option(1.0, "sampling temperature for training rollouts")
     top_p: float = option(1.0, "nucleus sampling threshold")
     top_k: int = option(0, "top-k sampling (0 = off)")
@@ -259,10 +262,10 @@ class AlgoConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = option(60, "optimizer steps")
+    steps: int = option(200, "optimizer steps (the demo stops earlier, on train.time_limit_minutes)")
     prompts_per_step: int = option(8, "distinct prompts per step; sequences per step = prompts_per_step x group_size")
     micro_batch_size: int = option(16, "sequences per forward/backward pass (gradient accumulation over the rest)")
-    lr: float = option(1e-5, "peak learning rate (AdamW)")
+    lr: float = option(3e-5, "peak learning rate (AdamW)")
     warmup_steps: int = option(0, "linear warm-up steps")
     schedule: str = option("constant", "learning-rate decay after warm-up", ("constant", "linear", "cosine"))
     min_lr_ratio: float = option(0.1, "final lr as a fraction of the peak (linear/cosine)")
@@ -272,7 +275,7 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
+    time_limit_minutes: float = option(10.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, held-out evaluation excluded; 0 = no limit")
 
     def check(self) -> None:
@@ -284,8 +287,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = option(20, "held-out evaluation every N steps (also before step 1 and after the last); 0 = off")
-    max_new_tokens: int = option(32, "longest completion at evaluation")
+    every: int = option(25, "held-out evaluation every N steps (also before step 1 and after the last); 0 = off")
+    max_new_tokens: int = option(16, "longest completion at evaluation; keep it equal to rollout.max_new_tokens, "
+                                     "since a model never trained past that length rambles on and adds numbers")
     sampled_temperature: float = option(1.0, "temperature of the sampled-accuracy pass (one sample per problem)")
     sampled: bool = option(True, "also measure sampled accuracy (costs one more generation pass)")
     batch_size: int = option(100, "sequences generated at once during evaluation")

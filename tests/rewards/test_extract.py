@@ -22,6 +22,7 @@ CASES = [
     (r"no box here, just 42", ("boxed",), None, "no box -> None"),
     (r"\boxed{\{1, 2\}}", ("boxed",), r"\{1, 2\}", "escaped braces balance out"),
     # --- <answer> tags ----------------------------------------------------------------------------------------
+    (r"<answer>\boxed{5}</answer>", DEFAULT, "5", "a box inside the answer tag is unwrapped"),
     ("<answer>3</answer> wait... <answer>5</answer>", ("answer_tag",), "5", "several answer tags: last wins"),
     ("<answer>\n  17 \n</answer>", ("answer_tag",), "17", "multi-line tag content is stripped"),
     ("<ANSWER>9</ANSWER>", ("answer_tag",), "9", "tags are case-insensitive"),

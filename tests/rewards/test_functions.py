@@ -38,6 +38,8 @@ FORMAT_CASES = [
     ("<think>\nadd them\n</think>\n<answer>\n5\n</answer>", 1.0, "newlines inside and between blocks"),
     ("  <think>a</think> <answer>5</answer>\n", 1.0, "surrounding whitespace is allowed"),
     ("<answer>5</answer>", 0.0, "missing think"),
+    ("<think> </think><answer> </answer>", 0.0, "blank blocks earn no format credit"),
+    ("<think>I guess <answer>3</answer></think><answer>4</answer>", 0.0, "an answer inside the thinking is not the format"),
     ("<think>a</think>", 0.0, "missing answer"),
     ("<think>a</think><answer>5</answer> and more text", 0.0, "text after the answer"),
     ("Sure! <think>a</think><answer>5</answer>", 0.0, "text before think"),
@@ -208,3 +210,9 @@ def test_score_batch_pairs_completion_i_with_example_i(raising_reward):
     out = score_batch(["fine", "crash", "fine"], [EX, ex2, EX], {raising_reward: 2.0}, ctx())
     assert [r.valid for r in out] == [True, False, True]
     assert out[0].total == 1.0 and out[2].total == 1.0 and math.isnan(out[1].total)
+
+
+def test_score_batch_rejects_mismatched_lengths():
+    # Silently scoring fewer completions than were generated would misalign rewards and samples.
+    with pytest.raises(ValueError):
+        score_batch(["a", "b"], [EX], {"accuracy": 1.0}, ctx())

@@ -184,7 +184,10 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             metrics.update(run_eval(step))
         logger.log(step, metrics)
         logger.log_samples(step, _samples(batch, results, grouped_examples, adv, cfg.log.samples_per_step))
-        progress.update(step, {"reward": metrics["reward/mean"], "acc": metrics.get("eval/greedy_accuracy")})
+        info = {"reward": metrics["reward/mean"], "acc": metrics.get("eval/greedy_accuracy")}
+        if limit_s > 0:  # the step-count ETA overstates a time-boxed run; show the budget left beside it
+            info["budget_min"] = max(0.0, (limit_s - counters["train_seconds"]) / 60)
+        progress.update(step, info)
 
         # 8. checkpoint
         if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
