@@ -67,8 +67,8 @@ def _run_grpo(config_path: str | None, overrides: list[str], resume: bool) -> in
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"run folder: {result.run_dir}")
-    if result.eval_before and result.eval_after:
+    print(f"run folder: {result.run_dir} (config, metrics, samples, training.png, final/)")
+    if result.eval_before and result.eval_after:  # the last line, as `make demo` promises
         n = cfg.task.eval_size
         before, after = result.eval_before["eval/greedy_accuracy"], result.eval_after["eval/greedy_accuracy"]
         print(f"held-out accuracy: {before:.3f} -> {after:.3f} (n={n})")
