@@ -33,8 +33,7 @@ class HFGenerateEngine:
         self.batch_size = batch_size
         policy_dtype = next(policy.parameters()).dtype
         self.shares_policy = dtype is None or dtype == policy_dtype
-        self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype)
-        self.model.eval() if not self.shares_policy else None
+        self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype).eval()
         self.eos_ids = eos_token_ids(policy, tokenizer)
 
     @torch.no_grad()
