@@ -208,9 +208,11 @@ class PromptConfig:
 @dataclass
 class RewardConfig:
     weights: dict = option({"accuracy": 1.0}, "reward function -> weight (the mapping is replaced whole when set); "
-                                              "available: accuracy, format, tag_count")
+                                              "built in: accuracy, format, tag_count and those of r1lab.rewards; an unknown name lists them all")
     extraction: list = option(["answer_tag", "boxed", "last_number"],
                               "answer extraction methods tried in order: answer_tag, boxed, last_number")
+    params: dict = option({}, "reward function -> its parameters, e.g. {code: {partial_credit: true}} "
+                              "(the mapping is replaced whole when set)")
 
     def check(self) -> None:
         from r1lab.rewards import EXTRACTORS, REWARDS
@@ -220,6 +222,9 @@ class RewardConfig:
             close = difflib.get_close_matches(name, REWARDS.names(), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             require(name in REWARDS, "weights", f"unknown reward {name!r}.{hint} Available: {', '.join(REWARDS.names())}")
+        for name, value in self.params.items():
+            require(name in REWARDS, "params", f"unknown reward {name!r}; available: {', '.join(REWARDS.names())}")
+            require(isinstance(value, dict), "params", f"params of {name!r} must be a mapping, got {value!r}")
         for name in self.extraction:
             require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
 

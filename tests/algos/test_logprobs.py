@@ -191,3 +191,49 @@ def test_completion_logprobs_padding_invariance(model, tok, batch):
         b, _ = completion_logprobs(model, pad_ids, pad_mask, completion_ids, completion_mask)
     m = completion_mask.bool()
     torch.testing.assert_close(a[m], b[m], rtol=0, atol=1e-5)
+
+
+def test_shared_prompts_match_the_unshared_forward_values_and_gradients(tok):
+    # GRPO rows continue a few distinct prompts. Running each prompt once and sharing its keys/values must give the
+    # same log-probs and the same parameter gradients as running every row's prompt separately (the oracle).
+    model = tiny_model(tok, seed=3)
+    model.train()  # dropout is 0 in the tiny config; train mode is what the trainer uses
+    prompts = [tok.encode(s) for s in ("What is 2+3?", "A longer prompt here")]
+    completions = [tok.encode(s) for s in ("5", "<answer>5</answer>", "x", "wxyz 12")]
+    completions[0].append(tok.eos_token_id)
+    prompt_index = torch.tensor([0, 0, 1, 1])  # rows 0,1 continue prompt 0; rows 2,3 prompt 1
+    unique_ids, unique_mask = _left_pad(prompts, tok.pad_token_id)
+    completion_ids, completion_mask = _right_pad(completions, tok.pad_token_id)
+    weights = torch.randn(completion_ids.shape, generator=torch.Generator().manual_seed(0))
+
+    def loss_and_grads(logp):
+        loss = (logp * weights * completion_mask).sum()
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    shared, _ = completion_logprobs(model, unique_ids, unique_mask, completion_ids, completion_mask,
+                                    prompt_index=prompt_index)
+    shared_grads = loss_and_grads(shared)
+    per_row, _ = completion_logprobs(model, unique_ids[prompt_index], unique_mask[prompt_index], completion_ids,
+                                     completion_mask)
+    per_row_grads = loss_and_grads(per_row)
+    m = completion_mask.bool()
+    torch.testing.assert_close(shared[m], per_row[m], rtol=0, atol=1e-5)
+    expected = oracle_logprobs(model, [prompts[i] for i in prompt_index.tolist()], completions)
+    for b, row in enumerate(expected):
+        torch.testing.assert_close(shared[b, : len(row)].double(), torch.tensor(row, dtype=torch.float64), rtol=0, atol=1e-5)
+    assert shared_grads.keys() == per_row_grads.keys() and len(shared_grads) > 0
+    for name in shared_grads:
+        torch.testing.assert_close(shared_grads[name], per_row_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_single_token_completions_use_only_the_prompt_forward(model, tok):
+    # C == 1: the only completion token is predicted by the last prompt position; no second forward is needed.
+    prompts = [tok.encode("Hi"), tok.encode("Hello there")]
+    prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
+    completion_ids = torch.tensor([[tok.encode("a")[0]], [tok.eos_token_id]])
+    with torch.no_grad():
+        logp, _ = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, torch.ones(2, 1))
+    expected = oracle_logprobs(model, prompts, completion_ids.tolist())
+    torch.testing.assert_close(logp.double(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-5)

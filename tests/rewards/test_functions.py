@@ -216,3 +216,60 @@ def test_score_batch_rejects_mismatched_lengths():
     # Silently scoring fewer completions than were generated would misalign rewards and samples.
     with pytest.raises(ValueError):
         score_batch(["a", "b"], [EX], {"accuracy": 1.0}, ctx())
+
+
+@pytest.fixture
+def batched_reward():
+    """A batched reward: 1.0 for "good", the exception object for "bad", and the whole call raises on "explode"."""
+    from r1lab.rewards.functions import batched
+
+    name = f"test_batched_{uuid.uuid4().hex}"
+    calls = []
+
+    @REWARDS.register(name)
+    @batched
+    def scorer(completions, examples, ctx):
+        calls.append(list(completions))
+        if "explode" in completions:
+            raise RuntimeError("pool died")
+        if "short" in completions:
+            return [1.0]
+        return [1.0 if c == "good" else ValueError("unparseable") if c == "bad" else 0.0 for c in completions]
+
+    yield name, calls
+    REWARDS._items.pop(name, None)
+
+
+def test_batched_reward_is_called_once_per_batch(batched_reward):
+    name, calls = batched_reward
+    out = score_batch(["good", "meh", "good"], [EX] * 3, {name: 0.5, "tag_count": 1.0}, ctx())
+    assert calls == [["good", "meh", "good"]]  # one call for the whole batch, in order
+    assert [r.total for r in out] == [0.5, 0.0, 0.5]
+    assert out[0].breakdown == {name: 1.0, "tag_count": 0.0}
+
+
+def test_batched_reward_exception_in_list_fails_only_that_sample(batched_reward):
+    name, _ = batched_reward
+    out = score_batch(["good", "bad", "good"], [EX] * 3, {name: 1.0}, ctx())
+    assert [r.valid for r in out] == [True, False, True]
+    assert "ValueError" in out[1].error and "unparseable" in out[1].error and math.isnan(out[1].total)
+
+
+def test_batched_reward_that_raises_fails_every_sample(batched_reward):
+    name, _ = batched_reward
+    out = score_batch(["good", "explode"], [EX] * 2, {name: 1.0}, ctx())
+    assert all(not r.valid and "pool died" in r.error for r in out)
+
+
+def test_batched_reward_with_wrong_number_of_scores_fails_every_sample(batched_reward):
+    # A short list would otherwise shift every later reward onto the wrong sample.
+    name, _ = batched_reward
+    out = score_batch(["short", "good"], [EX] * 2, {name: 1.0}, ctx())
+    assert all(not r.valid and "1 scores for 2 completions" in r.error for r in out)
+
+
+def test_reward_context_params_of_returns_a_copy():
+    c = ctx(params={"cosine": {"max_len": 10}})
+    p = c.params_of("cosine")
+    p["max_len"] = 99
+    assert c.params_of("cosine") == {"max_len": 10} and c.params_of("format") == {}

@@ -63,3 +63,32 @@ def test_lower_precision_copy_follows_the_policy_after_sync():
     for src, dst in zip(policy.parameters(), engine.model.parameters()):
         assert dst.dtype == torch.bfloat16
         assert torch.equal(dst, src.to(torch.bfloat16))
+
+
+def test_shared_prefix_generation_equals_plain_generate():
+    # The group's prompt prefix is prefilled once and its cache repeated; greedy tokens must equal HF generate run
+    # on every row separately (the oracle), for prompts of different lengths (left padding) and groups of 2.
+    engine, tok = _engine()
+    engine.batch_size = 64  # all three prompts in one generate call, so rows are left-padded by different amounts
+    prompts = ["12+3=", "a longer one: 40+2=", "x"]
+    batch = engine.generate(prompts, n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=7))
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        plain = engine.model.generate(
+            input_ids=enc.input_ids.repeat_interleave(2, dim=0), attention_mask=enc.attention_mask.repeat_interleave(2, dim=0),
+            max_new_tokens=7, do_sample=False, eos_token_id=engine.eos_ids, pad_token_id=tok.pad_token_id,
+            temperature=None, top_p=None, top_k=None,
+        )[:, enc.input_ids.shape[1]:]
+    plain_mask, _ = completion_mask_from_eos(plain, engine.eos_ids)
+    for row in range(6):
+        k = int(plain_mask[row].sum())
+        assert batch.completion_ids[row, :k].tolist() == plain[row, :k].tolist()
+        assert int(batch.completion_mask[row].sum()) == k
+
+
+def test_sampled_groups_differ_within_a_group():
+    # Sharing the prefix must not share the randomness: the n samples of one prompt are drawn independently.
+    engine, _ = _engine()
+    torch.manual_seed(0)
+    batch = engine.generate(["1+1="], n=8, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
+    assert len(set(batch.texts)) > 1

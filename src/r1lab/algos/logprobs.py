@@ -32,23 +32,44 @@ def completion_logprobs(
     completion_mask: torch.Tensor,
     with_entropy: bool = False,
     temperature: float = 1.0,
+    prompt_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (B, C) of ``completion_ids`` given left-padded prompts, under ``model`` at ``temperature``.
 
-    Position ids are derived from the attention mask so left-padded rows see the same positions as in
-    generation. Only the last C + 1 positions go through the LM head (``logits_to_keep``).
+    GRPO samples G completions of each prompt, so the prompt is run once per *distinct* prompt and its keys and
+    values are shared: ``prompt_ids`` (U, P) holds the U distinct prompts and ``prompt_index`` (B,) says which
+    one row b continues (None: U == B, row b continues prompt b). Gradients flow back through the shared keys and
+    values exactly as in the unshared forward; the prompt forward costs U/B of it. Position ids come from the
+    attention mask so left-padded rows see the positions generate() gave them; only completion positions go
+    through the LM head.
     """
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P + C)
-    attention_mask = torch.cat([prompt_mask.long(), completion_mask.long()], dim=1)
-    C = completion_ids.shape[1]
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
-        logits_to_keep=C + 1,
-        use_cache=False,
+    B, C = completion_ids.shape
+    if prompt_index is None:
+        prompt_index = torch.arange(B, device=completion_ids.device)
+    prompt_mask = prompt_mask.long()
+    # 1. prompts once: keys/values of every layer, and the logits at the last prompt position (predicts token 0)
+    prompt_out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=position_ids_from_mask(prompt_mask),
+        logits_to_keep=1,
+        use_cache=True,
     )
-    logits = out.logits[:, :-1, :]  # (B, C, V): position t predicts completion token t
+    cache = prompt_out.past_key_values
+    cache.batch_select_indices(prompt_index)  # (U, ...) -> (B, ...), differentiable indexing
+    logits = prompt_out.logits[prompt_index]  # (B, 1, V)
+    # 2. completions on top of the shared cache: input token t predicts completion token t + 1
+    if C > 1:
+        full_mask = torch.cat([prompt_mask[prompt_index], completion_mask.long()], dim=1)  # (B, P + C)
+        P = prompt_ids.shape[1]
+        completion_out = model(
+            input_ids=completion_ids[:, :-1],
+            attention_mask=full_mask[:, :-1],
+            position_ids=position_ids_from_mask(full_mask)[:, P:-1],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = torch.cat([logits, completion_out.logits], dim=1)  # (B, C, V)
     if temperature != 1.0:
         logits = logits / temperature
     logp = selective_log_softmax(logits, completion_ids)

@@ -1,13 +1,19 @@
 """Rule-based reward functions (the R1-Zero pair, accuracy and format, plus tag-count partial credit).
 
-Signature: ``fn(completion, example, ctx) -> float``. A function that cannot score raises; the combiner records
-the error and the sample gets no advantage (DESIGN principle 6).
+Two signatures, both registered in ``REWARDS``:
+
+- per completion: ``fn(completion, example, ctx) -> float``. A function that cannot score raises; the combiner
+  records the error and the sample gets no advantage (DESIGN principle 6).
+- batched (marked with ``@batched``): ``fn(completions, examples, ctx) -> list[float | BaseException]``, for
+  rewards that pay off when a whole batch is scored at once (a worker pool of sandboxes or verifiers, one model
+  forward for a reward model). An exception *in the list* fails that one sample; raising fails the whole batch.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from r1lab.registry import Registry
 from r1lab.rewards.extract import extract_answer
@@ -22,7 +28,23 @@ class RewardContext:
 
     task: object  # r1lab.tasks.base.Task
     extraction: tuple[str, ...] = ("answer_tag", "boxed", "last_number")
-    params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # reward name -> its keyword parameters (config: rewards.params)
+    tokenizer: object | None = None  # for length-aware rewards (token counts of a completion)
+    max_new_tokens: int | None = None  # the rollout length limit, for overlong / length-scaled rewards
+
+    def params_of(self, name: str) -> dict:
+        """The parameters configured for reward ``name`` (empty when none)."""
+        return dict(self.params.get(name) or {})
+
+
+def batched(fn: Callable) -> Callable:
+    """Mark a reward function as batched: ``fn(completions, examples, ctx) -> list[float | BaseException]``."""
+    fn.batched = True
+    return fn
+
+
+def is_batched(fn: Callable) -> bool:
+    return getattr(fn, "batched", False)
 
 
 @REWARDS.register("accuracy")

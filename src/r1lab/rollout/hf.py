@@ -6,6 +6,7 @@ import copy
 
 import torch
 
+from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
 from r1lab.types import RolloutBatch
 
@@ -48,8 +49,7 @@ class HFGenerateEngine:
         device = next(self.model.parameters()).device
         tok = self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_ids = enc.input_ids.repeat_interleave(n, dim=0).to(device)  # (B, P), rows grouped by prompt
-        prompt_mask = enc.attention_mask.repeat_interleave(n, dim=0).to(device)
+        unique_ids, unique_mask = enc.input_ids.to(device), enc.attention_mask.to(device)  # (U, P)
         greedy = sampling.temperature <= 0
         gen_kwargs = dict(
             max_new_tokens=sampling.max_new_tokens,
@@ -64,10 +64,10 @@ class HFGenerateEngine:
         was_training = self.model.training
         self.model.eval()
         chunks = []
-        for start in range(0, prompt_ids.shape[0], self.batch_size):
-            ids, mask = prompt_ids[start : start + self.batch_size], prompt_mask[start : start + self.batch_size]
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
-            chunks.append(out[:, ids.shape[1] :])
+        prompts_per_chunk = max(1, self.batch_size // n)  # whole groups per generate call
+        for start in range(0, unique_ids.shape[0], prompts_per_chunk):
+            ids, mask = unique_ids[start : start + prompts_per_chunk], unique_mask[start : start + prompts_per_chunk]
+            chunks.append(self._generate_groups(ids, mask, n, gen_kwargs))
         if was_training:
             self.model.train()
         width = max(c.shape[1] for c in chunks)
@@ -78,6 +78,28 @@ class HFGenerateEngine:
         lengths = completion_mask.sum(dim=1).long().tolist()
         texts = tok.batch_decode([row[:k] for row, k in zip(completion_ids.tolist(), lengths)], skip_special_tokens=True)
         return RolloutBatch(
-            prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=completion_ids,
-            completion_mask=completion_mask, truncated=truncated, texts=texts, group_size=n,
+            prompt_ids=unique_ids.repeat_interleave(n, dim=0), prompt_mask=unique_mask.repeat_interleave(n, dim=0),
+            completion_ids=completion_ids, completion_mask=completion_mask, truncated=truncated, texts=texts,
+            group_size=n,
         )
+
+    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int, gen_kwargs: dict) -> torch.Tensor:
+        """(U, P) prompts -> (U * n, C) completions, rows grouped by prompt.
+
+        The n samples of a prompt share its prefix: all but the last prompt token are run once per prompt and the
+        key/value cache is repeated n times, so the prefill costs 1/n of running every row (the last token is
+        left to generate(), which needs at least one uncached input).
+        """
+        rows_ids, rows_mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)  # (U * n, P)
+        if n == 1 or ids.shape[1] < 2:
+            out = self.model.generate(input_ids=rows_ids, attention_mask=rows_mask, **gen_kwargs)
+            return out[:, ids.shape[1] :]
+        prefix_mask = mask[:, :-1]
+        prefill = self.model(
+            input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids_from_mask(prefix_mask),
+            use_cache=True, logits_to_keep=1,
+        )
+        cache = prefill.past_key_values
+        cache.batch_repeat_interleave(n)
+        out = self.model.generate(input_ids=rows_ids, attention_mask=rows_mask, past_key_values=cache, **gen_kwargs)
+        return out[:, ids.shape[1] :]

@@ -92,7 +92,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size)
     task = load_task(cfg.task.name, cfg.task.params, cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
                      cfg.task.eval_path)
-    ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction))
+    ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
+                        tokenizer=tokenizer, max_new_tokens=cfg.rollout.max_new_tokens)
     prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction)  # noqa: E731
     sampler = PromptSampler(len(task.train), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
@@ -235,9 +236,13 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     device_type = batch.completion_ids.device.type
 
     def forward(model, idx, with_entropy=False):
+        # rows i*G .. i*G+G-1 share prompt i: run each distinct prompt of the micro-batch once
+        groups, prompt_index = torch.unique(idx // batch.group_size, return_inverse=True)
+        first_rows = (groups * batch.group_size).to(batch.prompt_ids.device)
         with torch.autocast(device_type, dtype=DTYPE.get(cfg.model.autocast, torch.bfloat16), enabled=autocast):
-            return completion_logprobs(model, batch.prompt_ids[idx], batch.prompt_mask[idx], batch.completion_ids[idx],
-                                       batch.completion_mask[idx], with_entropy=with_entropy)
+            return completion_logprobs(model, batch.prompt_ids[first_rows], batch.prompt_mask[first_rows],
+                                       batch.completion_ids[idx], batch.completion_mask[idx], with_entropy=with_entropy,
+                                       prompt_index=prompt_index.to(batch.prompt_ids.device))
 
     # Old-policy log-probs: with one pass the ratio is exactly 1 at the only update, so the current log-probs
     # (detached) serve; with several passes they are frozen before the first update.
