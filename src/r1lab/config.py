@@ -270,7 +270,8 @@ class TrainConfig:
     steps: int = option(200, "optimizer steps (the demo stops earlier, on train.time_limit_minutes)")
     prompts_per_step: int = option(8, "distinct prompts per step; sequences per step = prompts_per_step x group_size")
     micro_batch_size: int = option(16, "sequences per forward/backward pass (gradient accumulation over the rest)")
-    lr: float = option(3e-5, "peak learning rate (AdamW)")
+    lr: float = option(1e-5, "peak learning rate (AdamW); the demo measured 1e-5 steadier than 3e-5, whose entropy "
+                                 "collapsed by step 20 and whose held-out accuracy fell after step 25")
     warmup_steps: int = option(0, "linear warm-up steps")
     schedule: str = option("constant", "learning-rate decay after warm-up", ("constant", "linear", "cosine"))
     min_lr_ratio: float = option(0.1, "final lr as a fraction of the peak (linear/cosine)")
