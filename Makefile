@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup demo test clean
 
 $(STAMP): pyproject.toml
+	# bubblewrap sandboxes generated code (r1lab/sandbox); r1lab never runs it unsandboxed.
+	command -v bwrap >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y bubblewrap; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# The CPU build of torch 2.13.0 first, so nothing below pulls a CUDA build.
@@ -18,8 +21,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Each demo run gets its own folder, so running it twice never collides with (or resumes) an earlier run.
 demo: setup
-	$(BIN)/r1lab zero
+	$(BIN)/r1lab zero --set log.output_dir=runs/zero-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(BIN)/python -m pytest tests

@@ -11,19 +11,34 @@ def load_task(
     name: str, params: dict[str, Any] | None = None, seed: int = 0, train_size: int = 5000, eval_size: int = 200,
     eval_path: str | None = None,
 ) -> Task:
-    """``rg:NAME`` -> a reasoning-gym dataset (``params`` go to its config); a .jsonl/.parquet path -> user data."""
+    """``rg:NAME`` -> a reasoning-gym dataset (``params`` go to its config); a .jsonl/.parquet path -> user data;
+    ``math:PATH`` -> user data checked by math-verify."""
     params = dict(params or {})
     if name.startswith("rg:"):
         from r1lab.tasks.gym import load_gym_task
 
         return load_gym_task(name[3:], params, seed, train_size, eval_size)
+    if name.startswith("math:"):  # a user file whose answers are checked by math-verify
+        from r1lab.tasks.math import load_math_file_task
+
+        if params:
+            raise ValueError(f"task {name}: task.params apply only to rg: tasks, got {params}")
+        return load_math_file_task(name[5:], seed, eval_size, eval_path)
+    if name == "humaneval" or name.startswith("code:"):  # code run against unit tests in the sandbox
+        from r1lab.tasks.code import load_code_task
+
+        if params:
+            raise ValueError(f"task {name}: task.params apply only to rg: tasks, got {params}")
+        return load_code_task(name, seed, eval_size, eval_path)
     if name.endswith((".jsonl", ".json", ".parquet")):
         from r1lab.tasks.files import load_file_task
 
         if params:
             raise ValueError(f"task {name}: task.params apply only to rg: tasks, got {params}")
         return load_file_task(name, seed, eval_size, eval_path)
-    raise ValueError(f"unknown task {name!r}: use 'rg:<reasoning-gym dataset>' (e.g. rg:chain_sum) or a .jsonl/.parquet file")
+    raise ValueError(f"unknown task {name!r}: use 'rg:<reasoning-gym dataset>' (e.g. rg:chain_sum), "
+                     "a .jsonl/.parquet file, math:<file> to check its answers with math-verify, "
+                     "humaneval, or code:<file.jsonl> for code problems with tests")
 
 
 __all__ = ["Task", "load_task"]

@@ -1,0 +1,115 @@
+"""Generating n samples per prompt, with a cache so re-scoring (a new metric, another k) never regenerates.
+
+Cache layout: one JSONL file per *setting* (model fingerprint, dtype, device, sampling settings, n, seed), named by
+a hash of that setting, with one line per prompt keyed by the hash of the full prompt text. The prompt text holds
+the task's question and the prompt variant (template, system prompt, few-shot shots), so the key is (model, task,
+prompt variant, sampling, n, seed) without the task having to be named. Lines are appended as chunks finish, so an
+interrupted evaluation resumes where it stopped; a torn last line is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from r1lab.rollout.base import RolloutEngine, SamplingParams
+
+
+@dataclass
+class Generation:
+    """The n samples of one prompt."""
+
+    texts: list[str]
+    lengths: list[int]  # generated tokens per sample (the EOS token included when generated)
+    truncated: list[bool]
+    prompt_tokens: int
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_fingerprint(folder: str | Path) -> str:
+    """Identifies a model folder's contents cheaply: its path and each file's name, size and modification time
+    (a checkpoint rewritten in place gets a new fingerprint)."""
+    folder = Path(folder).resolve()
+    parts = [str(folder)]
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return _sha("\n".join(parts))[:16]
+
+
+class GenerationCache:
+    """Prompt -> Generation for one setting; ``folder=None`` disables caching (nothing read or written)."""
+
+    def __init__(self, folder: str | Path | None, setting: dict):
+        self.setting = setting
+        self.key = _sha(json.dumps(setting, sort_keys=True))[:20]
+        self.path = Path(folder) / f"{self.key}.jsonl" if folder is not None else None
+        self._items: dict[str, Generation] = {}
+        if self.path is not None and self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a kill mid-write
+                    continue
+                self._items[row["prompt_sha"]] = Generation(row["texts"], row["lengths"], row["truncated"],
+                                                            row["prompt_tokens"])
+
+    def get(self, prompt: str) -> Generation | None:
+        return self._items.get(_sha(prompt))
+
+    def put(self, prompt: str, generation: Generation) -> None:
+        key = _sha(prompt)
+        self._items[key] = generation
+        if self.path is None:
+            return
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.with_suffix(".setting.json").write_text(json.dumps(self.setting, indent=2, sort_keys=True))
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"prompt_sha": key, **asdict(generation)}) + "\n")
+
+
+def chunk_seed(seed: int, first_prompt: str) -> int:
+    """The torch seed of one generation chunk: fixed by the run seed and the chunk's first prompt, so a resumed
+    evaluation regenerates a chunk exactly as a straight run would have."""
+    return int(_sha(f"{seed}:{first_prompt}")[:8], 16)
+
+
+def generate_cached(prompts: list[str], n: int, sampling: SamplingParams, cache: GenerationCache,
+                    engine: Callable[[], RolloutEngine], batch_size: int, seed: int,
+                    progress: bool = True) -> list[Generation]:
+    """The n samples of every prompt, generating only the prompts the cache lacks.
+
+    ``engine`` is a factory, called only when something must be generated (a fully cached evaluation never loads
+    the model). Prompts go ``batch_size // n`` at a time (whole groups per call).
+    """
+    import torch
+
+    missing = list(dict.fromkeys(p for p in prompts if cache.get(p) is None))
+    if missing:
+        from r1lab.track.progress import Progress
+
+        generator = engine()
+        per_call = max(1, batch_size // n)
+        bar = Progress(total=len(missing), enabled=progress, desc=f"generating {n} x {len(missing)} prompts")
+        for start in range(0, len(missing), per_call):
+            chunk = missing[start : start + per_call]
+            torch.manual_seed(chunk_seed(seed, chunk[0]))
+            batch = generator.generate(chunk, n=n, sampling=sampling)
+            lengths = batch.lengths.long().tolist()
+            truncated = batch.truncated.tolist()
+            prompt_tokens = batch.prompt_mask.sum(dim=1).long().tolist()
+            for i, prompt in enumerate(chunk):
+                rows = slice(i * n, (i + 1) * n)
+                cache.put(prompt, Generation(batch.texts[rows], lengths[rows], [bool(t) for t in truncated[rows]],
+                                             int(prompt_tokens[i * n])))
+            bar.update(start + len(chunk))
+        bar.close()
+    return [cache.get(p) for p in prompts]

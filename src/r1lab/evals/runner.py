@@ -1,0 +1,206 @@
+"""``r1lab eval``: generate (or reuse) n samples per held-out problem, score them, write a run folder.
+
+Run folder: ``config.json``, ``results.json`` (metrics of the base prompt, each prompt variant's metrics and the
+spread of pass@1 over variants, and every sampling setting), ``completions.jsonl`` (one line per sample),
+``report.md`` with ``pass_at_k.png`` and ``lengths.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from r1lab.config import to_dict
+from r1lab.evals.answers import answer_of, equivalence
+from r1lab.evals.config import EvalJobConfig
+from r1lab.evals.generations import Generation, GenerationCache, generate_cached, model_fingerprint
+from r1lab.evals.metrics import Sample, cluster_answers, reflection_counts, reflection_pattern, summarize
+from r1lab.rewards.functions import format_reward
+from r1lab.types import Example
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    results: dict[str, Any]
+    generated_prompts: int  # prompts that were not in the cache
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def sampling_record(cfg: EvalJobConfig, ks: list[int]) -> dict[str, Any]:
+    """Every setting that shapes the samples, stored with the results."""
+    s = cfg.sampling
+    return {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
+            "max_new_tokens": s.max_new_tokens, "seed": s.seed, "ks": ks, "dtype": cfg.model.dtype,
+            "decoding": "greedy" if s.temperature == 0 else "sampling"}
+
+
+def effective_ks(ks: list[int], n: int) -> list[int]:
+    """The configured k values that n samples support, plus n itself (maj@n = cons@n)."""
+    return sorted({k for k in ks if k <= n} | {n})
+
+
+def score_generations(task, examples: list[Example], generations: list[Generation], extraction: list[str],
+                      reflection: list[str], workers: int) -> tuple[list[list[Sample]], list[dict]]:
+    """Scored samples per problem and one record per sample (for completions.jsonl)."""
+    pattern = reflection_pattern(reflection)
+    jobs = [(e, text) for e, g in zip(examples, generations) for text in g.texts]
+    answers = [answer_of(text, task, extraction) for _, text in jobs]
+
+    def score(i: int) -> float | BaseException:
+        if answers[i] is None:
+            return 0.0  # no answer is a wrong answer, not a verifier failure
+        try:
+            return float(task.score(answers[i], jobs[i][0]))
+        except Exception as err:  # noqa: BLE001 - recorded and left out of the metrics (DESIGN principle 6)
+            return err
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        scores = list(pool.map(score, range(len(jobs))))
+    problems, records, row = [], [], 0
+    for example, gen in zip(examples, generations):
+        n = len(gen.texts)
+        own = answers[row : row + n]
+        clusters = cluster_answers(own, equivalence(task, example))
+        samples = []
+        for j in range(n):
+            value, text = scores[row + j], gen.texts[j]
+            error = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else None
+            sample = Sample(text=text, length=gen.lengths[j], prompt_tokens=gen.prompt_tokens,
+                            correct=error is None and value >= 1.0, valid=error is None, cluster=clusters[j],
+                            formatted=format_reward(text, example, None) == 1.0, truncated=gen.truncated[j])
+            samples.append(sample)
+            records.append({"problem_id": example.id, "sample": j, "completion": text, "answer": own[j],
+                            "gold": example.answer, "score": None if error else value, "correct": sample.correct,
+                            "error": error, "cluster": clusters[j], "formatted": sample.formatted,
+                            "length": sample.length, "truncated": sample.truncated,
+                            "reflection": dict(reflection_counts(text, pattern))})
+        problems.append(samples)
+        row += n
+    return problems, records
+
+
+def spread(values: dict[str, float | None]) -> dict[str, float | None]:
+    """min / max / range / population std of one metric over prompt variants."""
+    xs = [v for v in values.values() if v is not None]
+    if not xs:
+        return {"min": None, "max": None, "range": None, "std": None}
+    mean = sum(xs) / len(xs)
+    return {"min": min(xs), "max": max(xs), "range": max(xs) - min(xs),
+            "std": (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5}
+
+
+def task_params(task_cfg) -> dict:
+    """The task's params; the default ones (reasoning-gym arithmetic settings) are dropped for other task kinds, so
+    ``--task humaneval`` works without ``--set task.params={}``."""
+    from r1lab.config import TaskConfig
+
+    if not task_cfg.name.startswith("rg:") and task_cfg.params == TaskConfig().params:
+        return {}
+    return task_cfg.params
+
+
+def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None) -> EvalResult:
+    """Evaluate ``cfg.model`` on ``cfg.task``'s held-out problems. ``engine_factory`` (tests) replaces the HF engine."""
+    import torch
+
+    from r1lab.evals.prompts import prompt_variants, render_prompts
+    from r1lab.models.loading import cache_root, prepare_tokenizer, resolve_model_folder
+    from r1lab.rollout.base import SamplingParams
+    from r1lab.tasks import load_task
+
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    run_dir = Path(cfg.log.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    started = time.monotonic()
+
+    folder = resolve_model_folder(cfg.model.name)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prepare_tokenizer(tokenizer)
+    t = cfg.task
+    task = load_task(t.name, task_params(t), t.seed, t.train_size, t.eval_size, t.eval_path)
+    device = resolve_device(cfg.model.device)
+    engine_cache: dict[str, Any] = {}
+
+    def engine():  # loaded on first cache miss only
+        if "engine" not in engine_cache:
+            if engine_factory is not None:
+                engine_cache["engine"] = engine_factory()
+            else:
+                from r1lab.models.loading import load_model
+                from r1lab.rollout.hf import HFGenerateEngine
+
+                loaded = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype), device=device)
+                engine_cache["engine"] = HFGenerateEngine(loaded.model, loaded.tokenizer,
+                                                          batch_size=cfg.sampling.batch_size)
+        return engine_cache["engine"]
+
+    if cfg.method.name != "sample":
+        from r1lab.evals.methods import run_method
+
+        results = run_method(cfg, task, tokenizer, engine, run_dir)
+        return EvalResult(run_dir, results, results.get("generated_prompts", 0))
+
+    s = cfg.sampling
+    sampling = SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens)
+    ks = effective_ks(cfg.metrics.ks, s.n)
+    setting = {"model": model_fingerprint(folder), "dtype": cfg.model.dtype, "device": device.split(":")[0],
+               "engine": "hf_generate" if engine_factory is None else "custom", **asdict(sampling), "n": s.n,
+               "seed": s.seed}
+    cache_dir = None
+    if cfg.log.cache:
+        cache_dir = Path(cfg.log.cache_dir) if cfg.log.cache_dir else cache_root() / "generations"
+    cache = GenerationCache(cache_dir, setting)
+
+    variants, all_records, generated = {}, [], 0
+    for name, prompt in prompt_variants(cfg).items():
+        prompts = render_prompts(task.eval, task.train, tokenizer, prompt, t.seed)
+        generated += len({p for p in prompts if cache.get(p) is None})
+        gens = generate_cached(prompts, s.n, sampling, cache, engine, s.batch_size, s.seed, cfg.log.progress)
+        problems, records = score_generations(task, task.eval, gens, cfg.metrics.extraction,
+                                              cfg.metrics.reflection_words, cfg.metrics.score_workers)
+        m = cfg.metrics
+        variants[name] = summarize(problems, ks, m.price_input, m.price_output, m.reflection_words, m.vote_subsets,
+                                   s.seed)
+        for i, record in enumerate(records):
+            record["variant"] = name
+            if record["sample"] == 0:
+                record["prompt"] = prompts[i // s.n]
+        all_records += records
+
+    results: dict[str, Any] = {
+        "model": cfg.model.name, "model_folder": str(folder), "task": t.name, "task_params": task_params(t),
+        "task_seed": t.seed, "num_problems": len(task.eval), "sampling": sampling_record(cfg, ks),
+        "prices_per_million": {"input": cfg.metrics.price_input, "output": cfg.metrics.price_output},
+        "metrics": variants["default"], "generated_prompts": generated, "cache_file": str(cache.path or ""),
+        "seconds": time.monotonic() - started,
+    }
+    if len(variants) > 1:
+        results["variants"] = variants
+        results["prompt_sensitivity"] = {key: spread({v: variants[v][key] for v in variants})
+                                         for key in ("pass@1", f"maj@{s.n}")}
+    write_outputs(run_dir, results, all_records)
+    return EvalResult(run_dir, results, generated)
+
+
+def write_outputs(run_dir: Path, results: dict, records: list[dict]) -> None:
+    from r1lab.evals.report import write_report
+
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    with (run_dir / "completions.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    write_report(run_dir, results, records)

@@ -1,0 +1,94 @@
+"""Text-level generation for inference methods: stop strings and per-prompt token caps over any RolloutEngine.
+
+Methods continue partial responses (a beam's steps, a thought extended with "Wait"), stop at a delimiter
+(``</think>``, a step break) and cap each prompt at its own token budget. ``EngineGenerator`` gives any
+``RolloutEngine`` these on the decoded text: a response is cut right after the first stop string, and its token
+count is the number of generated tokens up to and including the token that completed the stop string (what an
+engine with native stop strings would have generated). Tokens an engine generates past the stop or the cap are
+discarded and not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass
+class Completion:
+    text: str  # generated text, cut after the stop string when one was hit (the stop string included)
+    tokens: int  # generated tokens kept
+    finish: str  # "stop" (a stop string), "eos" (the model ended), "length" (the token cap)
+    stop: str | None = None  # which stop string
+
+
+class TextGenerator(Protocol):
+    def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
+                 max_tokens: Sequence[int] | None = None) -> list[list[Completion]]:
+        """n completions per prompt; ``max_tokens[i]`` caps prompt i (default: ``sampling.max_new_tokens``)."""
+        ...
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> tuple[int, str] | None:
+    """(end index of the earliest stop string, that string), or None."""
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if not hits:
+        return None
+    pos, s = min(hits)
+    return pos + len(s), s
+
+
+class EngineGenerator:
+    """A ``TextGenerator`` over a ``RolloutEngine`` (e.g. ``HFGenerateEngine``) and its tokenizer."""
+
+    def __init__(self, engine, tokenizer):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.calls = 0  # generate calls made (tests and cost accounting)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
+                 max_tokens: Sequence[int] | None = None) -> list[list[Completion]]:
+        import dataclasses
+
+        caps = list(max_tokens) if max_tokens is not None else [sampling.max_new_tokens] * len(prompts)
+        if len(caps) != len(prompts):
+            raise ValueError(f"{len(caps)} token caps for {len(prompts)} prompts")
+        if not prompts:
+            return []
+        if min(caps) < 1:
+            raise ValueError(f"token caps must be >= 1, got {min(caps)}")
+        widest = dataclasses.replace(sampling, max_new_tokens=max(caps))
+        batch = self.engine.generate(list(prompts), n=n, sampling=widest)
+        self.calls += 1
+        lengths = batch.lengths.long().tolist()
+        truncated = batch.truncated.tolist()
+        out: list[list[Completion]] = []
+        for i in range(len(prompts)):
+            group = []
+            for row in range(i * n, (i + 1) * n):
+                ids = batch.completion_ids[row, : lengths[row]].tolist()
+                group.append(self._cut(ids, batch.texts[row], bool(truncated[row]), caps[i], stop))
+            out.append(group)
+        return out
+
+    def _cut(self, ids: list[int], text: str, truncated: bool, cap: int, stop: Sequence[str]) -> Completion:
+        finish = "length" if truncated else "eos"
+        if len(ids) > cap:  # this prompt's own cap is below the batch's: keep its first `cap` tokens
+            ids, finish = ids[:cap], "length"
+            text = self._decode(ids)
+        hit = _first_stop(text, stop)
+        if hit is None:
+            return Completion(text, len(ids), finish)
+        end, which = hit
+        # The shortest token prefix whose text holds the stop string (containment only grows with the prefix).
+        lo, hi = 1, len(ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if which in self._decode(ids[:mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+        return Completion(text[:end], lo, "stop", which)

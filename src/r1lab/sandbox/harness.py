@@ -1,0 +1,416 @@
+"""The two processes that run *inside* the bubblewrap sandbox (stdlib only; this file is never imported by r1lab).
+
+The host passes this file's source to ``python -c``. That process first forks the ``worker`` and only then reads
+the job from stdin, so the worker's memory never holds the tests, the expected values or the token:
+
+- the harness (trusted) compiles the tests and runs them in *its own* interpreter. The tests call the
+  candidate's entry point through a proxy: arguments and return values cross a pipe as plain data (JSON with
+  tags for tuples, sets, bytes, ...), so the comparisons in the tests are evaluated here, with this process's
+  own builtins. A candidate cannot patch the tests' builtins or ``assert``, return an object whose ``__eq__``
+  always says yes, or read the expected values.
+- the worker (untrusted once the program runs) applies the rlimits to itself, executes the candidate program,
+  then answers call requests until told to exit.
+
+Only the harness knows the per-run token, and only lines carrying it count as results on the host. The harness
+makes itself non-dumpable, so the worker (same uid) cannot ptrace it or open its /proc fds. A worker that exits
+(``os._exit(0)``, ``sys.exit(0)``) or kills the harness before the tests finish therefore yields no pass.
+
+Keep this file free of syntax newer than Python 3.8: the sandbox may run the system interpreter.
+"""
+
+import ast
+import builtins
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+MAX_MESSAGE = 16 * 1024 * 1024  # bytes: one encoded return value from the candidate
+
+
+# --- plain-data codec: the only way values cross between tests and candidate --------------------------------
+def encode(value):
+    """JSON-able form of a plain value; exact types only, so no subclass with custom behaviour gets through."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind is list:
+        return [encode(v) for v in value]
+    if kind is tuple:
+        return {"tuple": [encode(v) for v in value]}
+    if kind is dict:
+        return {"dict": [[encode(k), encode(v)] for k, v in value.items()]}
+    if kind is set:
+        return {"set": [encode(v) for v in value]}
+    if kind is frozenset:
+        return {"frozenset": [encode(v) for v in value]}
+    if kind is bytes:
+        return {"bytes": value.hex()}
+    if kind is complex:
+        return {"complex": [value.real, value.imag]}
+    raise TypeError("cannot pass a %s value across the sandbox boundary (plain data only)" % kind.__name__)
+
+
+def decode(data):
+    kind = type(data)
+    if data is None or kind in (bool, int, float, str):
+        return data
+    if kind is list:
+        return [decode(v) for v in data]
+    if kind is dict and len(data) == 1:
+        (tag, body), = data.items()
+        if tag == "tuple":
+            return tuple(decode(v) for v in body)
+        if tag == "dict":
+            return {decode(k): decode(v) for k, v in body}
+        if tag == "set":
+            return set(decode(v) for v in body)
+        if tag == "frozenset":
+            return frozenset(decode(v) for v in body)
+        if tag == "bytes":
+            return bytes.fromhex(body)
+        if tag == "complex":
+            return complex(body[0], body[1])
+    raise ValueError("malformed value from the sandboxed program")
+
+
+def dumps(obj):
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+# --- worker: the untrusted side ------------------------------------------------------------------------------
+def worker(requests_fd, replies_fd):
+    """Runs in the forked child on fds 3 (requests) and 4 (replies); never returns."""
+    requests = os.fdopen(requests_fd, "rb")
+    replies = os.fdopen(replies_fd, "wb")
+
+    def flush_output():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    def reply(obj):
+        flush_output()  # the program's output reaches the harness before the verdict
+        replies.write(dumps(obj))
+        replies.flush()
+
+    job = json.loads(requests.readline() or b"{}")
+    if "program" not in job:
+        os._exit(3)
+    _set_limits(job["limits"])  # still our code: the limits are in place before the program's first line
+    namespace = {"__name__": "__solution__", "__builtins__": builtins}
+    try:
+        exec(compile(job["program"], "<solution>", "exec"), namespace)
+    except BaseException as err:  # SystemExit included: leaving while loading is a failure, not a pass
+        reply({"ok": False, "error": type(err).__name__, "message": str(err)[:1000]})
+        os._exit(1)
+    reply({"ok": True})
+    for line in requests:
+        request = json.loads(line)
+        if request["op"] == "exit":
+            flush_output()
+            os._exit(0)
+        try:
+            fn = namespace.get(request["name"])
+            if not callable(fn):
+                raise NameError("the program defines no function %r" % request["name"])
+            args = decode(request["args"])
+            kwargs = decode(request["kwargs"])
+            out = {"ok": True, "value": encode(fn(*args, **kwargs))}
+        except BaseException as err:  # a SystemExit from the candidate is that call's failure
+            out = {"ok": False, "error": type(err).__name__, "message": str(err)[:1000]}
+        reply(out)
+    os._exit(2)  # the harness went away
+
+
+def fork_worker():
+    """Fork the worker before the harness reads anything. Returns (pid, requests_w, replies_r, output_r)."""
+    import fcntl
+
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()  # its own process group, so the harness can kill it with everything it forks
+            null = os.open(os.devnull, os.O_RDONLY)
+            # Park the fds above any target number first, then place them: 0 null, 1+2 output, 3 requests, 4 replies.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (null, out_w, out_w, req_r, rep_w)]
+            for target, fd in enumerate(high):
+                os.dup2(fd, target)
+            os.closerange(5, 1 << 16)  # the harness's stdin (the job), stdout (the report channel) and the rest
+            worker(3, 4)
+        finally:
+            os._exit(4)
+    for fd in (req_r, rep_w, out_w):
+        os.close(fd)
+    os.set_blocking(req_w, False)  # a worker that stops reading must not block us past the deadline
+    return pid, req_w, rep_r, out_r
+
+
+# --- harness: the trusted side -------------------------------------------------------------------------------
+class ProgramStopped(BaseException):
+    """The candidate died, stopped answering, or ran out of time: the remaining tests cannot run."""
+
+    def __init__(self, status, message):
+        BaseException.__init__(self, message)
+        self.status = status
+
+
+class _CountAsserts(ast.NodeTransformer):
+    """Each ``assert`` (bar ``assert <constant>``, which tests nothing) becomes one counted test: a failing or
+    raising assert is recorded and the tests go on, so partial credit is the share of asserts that held."""
+
+    def __init__(self):
+        self.count = 0
+
+    def visit_Assert(self, node):
+        if isinstance(node.test, ast.Constant):
+            return node
+        test_id = self.count
+        self.count += 1
+        record = ast.parse(
+            "try:\n    __r1lab_record__(%d, bool(_TEST_))\nexcept Exception:\n    __r1lab_record__(%d, False)\n"
+            % (test_id, test_id)
+        ).body[0]
+        record.body[0].value.args[1].args[0] = node.test
+        return ast.copy_location(record, node)
+
+
+def _no_dump():
+    """PR_SET_DUMPABLE=0: same-uid processes (the candidate) can no longer ptrace us or open /proc/<pid>/fd."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # 4 = PR_SET_DUMPABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _set_limits(limits):
+    import resource
+
+    cpu = int(limits["cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+class Candidate:
+    """The worker process and its three pipes; every wait is bounded by the run's deadline."""
+
+    def __init__(self, spawned, job, deadline):
+        self.pid, self.requests, self.replies, self.out = spawned
+        self.deadline = deadline
+        self.busy_s = 0.0
+        self.output = bytearray()
+        self.output_dropped = 0
+        self.max_output = job["max_output"]
+        self._buffer = bytearray()
+        self._tail = b""
+        self.exit_code = None
+
+    def _left(self, status="timeout"):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.kill()
+            raise ProgramStopped(status, "time limit reached")
+        return left
+
+    def _drain_output(self):
+        chunk = os.read(self.out, 65536)
+        if not chunk:
+            os.close(self.out)
+            self.out = None
+            return
+        room = self.max_output - len(self.output)
+        self.output += chunk[:max(room, 0)]
+        self.output_dropped += max(len(chunk) - max(room, 0), 0)
+
+    def send(self, obj):
+        data = dumps(obj)
+        while data:
+            readers = [self.out] if self.out is not None else []
+            readable, writable, _ = select.select(readers, [self.requests], [], self._left())
+            if readable:
+                self._drain_output()
+            if writable:
+                try:
+                    data = data[os.write(self.requests, data[:65536]):]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    raise ProgramStopped("crashed", "the program exited before the tests finished")
+
+    def receive(self):
+        while b"\n" not in self._tail:  # replies are single lines: only the newest chunk can end one
+            readers = [self.replies] + ([self.out] if self.out is not None else [])
+            ready = select.select(readers, [], [], self._left())[0]
+            if self.out in ready:
+                self._drain_output()
+            if self.replies in ready:
+                chunk = os.read(self.replies, 65536)
+                if not chunk:
+                    raise ProgramStopped("crashed", "the program exited before the tests finished")
+                self._buffer += chunk
+                self._tail = chunk
+                if len(self._buffer) > MAX_MESSAGE:
+                    self.kill()
+                    raise ProgramStopped("crashed", "the program sent a value larger than %d bytes" % MAX_MESSAGE)
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        self._tail = rest
+        return json.loads(line)
+
+    def call(self, obj):
+        started = time.monotonic()
+        self.send(obj)
+        reply = self.receive()
+        self.busy_s += time.monotonic() - started
+        return reply
+
+    def poll(self):
+        if self.exit_code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+        return self.exit_code
+
+    def finish(self):
+        """Ask the worker to exit and return its exit status (None when it had to be killed)."""
+        try:
+            self.send({"op": "exit"})
+        except ProgramStopped:
+            pass
+        give_up = max(self.deadline, time.monotonic() + 0.5)  # a moment to exit even when the tests ran long
+        while self.poll() is None and time.monotonic() < give_up:
+            readers = [self.out] if self.out is not None else []
+            if readers and select.select(readers, [], [], 0.01)[0]:
+                self._drain_output()
+            elif not readers:
+                time.sleep(0.005)
+        code = self.exit_code
+        self.kill()
+        return code
+
+    def kill(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # the worker and anything it forked (its own session)
+        except OSError:
+            pass
+        if self.exit_code is None:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.exit_code = -signal.SIGKILL
+        while self.out is not None and select.select([self.out], [], [], 0)[0]:
+            self._drain_output()
+
+
+def _exception_for(reply):
+    """Rebuild the candidate's exception as a builtin of the same name when it is an ordinary Exception."""
+    name, message = str(reply.get("error")), str(reply.get("message"))
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except Exception:
+            pass
+    return RuntimeError("%s: %s" % (name, message))
+
+
+def harness():
+    spawned = fork_worker()
+    job = json.loads(sys.stdin.buffer.read())
+    token = job["token"]
+    channel = sys.stdout
+
+    def emit(event, **fields):
+        fields.update(token=token, event=event)
+        channel.write(json.dumps(fields) + "\n")
+        channel.flush()
+
+    try:
+        _no_dump()
+    except Exception as err:
+        emit("infra", message="cannot protect the harness: %s" % err)
+        return
+    try:
+        transform = _CountAsserts()
+        tests_tree = transform.visit(ast.parse(job["tests"], "<tests>"))
+        tests_code = compile(ast.fix_missing_locations(tests_tree), "<tests>", "exec")
+        setup_code = compile(job["setup"], "<setup>", "exec")
+        namespace = {"__name__": "__tests__", "__builtins__": builtins}
+        exec(setup_code, namespace)
+    except SyntaxError as err:
+        emit("bad_tests", message="%s: %s (line %s)" % (err.filename, err.msg, err.lineno))
+        return
+    except Exception as err:
+        emit("bad_tests", message="setup raised %s: %s" % (type(err).__name__, err))
+        return
+
+    emit("ready")
+    started = time.monotonic()
+    candidate = Candidate(spawned, job, started + job["time_limit"])
+
+    total = max(transform.count, 1)  # tests without asserts are one test: they must run to the end
+    results = {}
+    status, error, exit_code = "failed", None, None
+
+    def record(test_id, ok):
+        results[test_id] = results.get(test_id, True) and ok
+
+    def entry_point(*args, **kwargs):
+        request = {"op": "call", "name": job["entry_point"], "args": encode(list(args)),
+                   "kwargs": encode(dict(kwargs))}
+        reply = candidate.call(request)
+        if reply.get("ok"):
+            return decode(reply["value"])
+        raise _exception_for(reply)
+
+    completed = False
+    try:
+        load = candidate.call({"program": job["program"], "limits": job["limits"]})
+        if not load.get("ok"):
+            status, error = "error", "%s: %s" % (load.get("error"), load.get("message"))
+        else:
+            if job["entry_point"]:
+                namespace[job["entry_point"]] = entry_point
+            namespace["__r1lab_record__"] = record
+            try:
+                exec(tests_code, namespace)
+                check = namespace.get("check")
+                if job["entry_point"] and callable(check) and check is not entry_point:
+                    check(entry_point)
+                completed = True
+            except ProgramStopped:
+                raise
+            except BaseException as err:
+                error = "tests stopped: %s: %s" % (type(err).__name__, str(err)[:500])
+            exit_code = candidate.finish()
+    except ProgramStopped as stop:
+        status, error = stop.status, str(stop)
+        candidate.kill()
+    candidate.kill()
+
+    passed = sum(1 for ok in results.values() if ok) if transform.count else int(completed)
+    all_passed = completed and passed == total and exit_code == 0
+    if all_passed:
+        status = "passed"
+    elif completed and exit_code != 0 and error is None:
+        error = "the program exited with status %s after the tests" % exit_code
+    emit("result", status=status, passed=passed, total=total, completed=completed, exit_code=exit_code,
+         all_passed=all_passed, duration_s=candidate.busy_s, error=error,
+         output=bytes(candidate.output).decode("utf-8", "replace"), output_dropped=candidate.output_dropped)
+
+
+if __name__ == "__main__":
+    harness()
