@@ -12,7 +12,7 @@ from r1lab.rewards import code as code_module
 from r1lab.rewards.code import CodeRewardParams, code_reward, extract_code
 from r1lab.rewards.combine import score_batch
 from r1lab.rewards.functions import REWARDS, RewardContext, is_batched
-from r1lab.sandbox import SandboxError, sandbox_setup
+from r1lab.sandbox import sandbox_setup
 from r1lab.sandbox import runner as runner_module
 from r1lab.types import Example
 

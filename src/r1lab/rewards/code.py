@@ -111,7 +111,8 @@ class CodeRewardParams:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"reward 'code': parameter {name!r} must be a number in [0, 1], got {value!r}")
         if not isinstance(out.partial_credit, bool):
-            raise ValueError(f"reward 'code': parameter 'partial_credit' must be true or false, got {out.partial_credit!r}")
+            raise ValueError(
+                f"reward 'code': parameter 'partial_credit' must be true or false, got {out.partial_credit!r}")
         if isinstance(out.speed_bonus, bool) or not isinstance(out.speed_bonus, (int, float)) or out.speed_bonus < 0:
             raise ValueError(f"reward 'code': parameter 'speed_bonus' must be a number >= 0, got {out.speed_bonus!r}")
         if isinstance(out.workers, bool) or not isinstance(out.workers, int) or out.workers < 0:
@@ -206,7 +207,8 @@ def _reference_times(examples: list[Example], limits, workers) -> dict[str, floa
         if isinstance(result, BaseException):
             times[example_id] = result
         elif not result.all_passed:
-            times[example_id] = ValueError(f"the reference solution of {example_id} fails its own tests: {result.error}")
+            times[example_id] = ValueError(
+                f"the reference solution of {example_id} fails its own tests: {result.error}")
         else:
             times[example_id] = result.duration_s
     return times

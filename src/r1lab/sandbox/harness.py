@@ -357,7 +357,7 @@ def harness():
         emit("bad_tests", message="setup raised %s: %s" % (type(err).__name__, err))
         return
 
-    emit("ready")
+    emit("ready", namespace=os.readlink("/proc/self/ns/pid"))
     started = time.monotonic()
     candidate = Candidate(spawned, job, started + job["time_limit"])
 

@@ -41,6 +41,7 @@ class ExecutionResult:
     output_truncated: bool = False
     error: str | None = None
     wall_s: float = 0.0  # the whole run as seen by the host, sandbox start-up included
+    namespace: str = ""  # the sandbox's pid namespace, e.g. "pid:[4026532301]" (audits: nothing may outlive it)
 
     @property
     def all_passed(self) -> bool:
@@ -178,12 +179,13 @@ def _outcome(events: dict, timed_out: bool, returncode: int | None, stderr: str,
         tail = stderr.strip()[-2000:] or "no message"
         raise SandboxError(f"the sandbox failed before running the program (exit status {returncode}): {tail}")
     report = events.get("result")
+    namespace = str(events["ready"].get("namespace") or "")
     if report is None:
         if timed_out:
             return ExecutionResult("timeout", 0, 1, limits.time_limit, error="killed at the wall-clock limit",
-                                   wall_s=wall)
+                                   wall_s=wall, namespace=namespace)
         return ExecutionResult("crashed", 0, 1, 0.0, error="the test harness was killed before it reported",
-                               wall_s=wall)
+                               wall_s=wall, namespace=namespace)
     return ExecutionResult(
         status=str(report["status"]),
         passed=int(report["passed"]),
@@ -193,4 +195,5 @@ def _outcome(events: dict, timed_out: bool, returncode: int | None, stderr: str,
         output_truncated=int(report.get("output_dropped") or 0) > 0,
         error=report.get("error"),
         wall_s=wall,
+        namespace=namespace,
     )

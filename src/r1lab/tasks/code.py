@@ -92,7 +92,8 @@ def _code_row(row: object, where: str) -> Example:
         if not isinstance(row[field], str) or not row[field].strip():
             raise DatasetFormatError(f"{where}: field '{field}' must be a non-empty string")
     if not row["entry_point"].isidentifier():
-        raise DatasetFormatError(f"{where}: field 'entry_point' must be a Python function name, got {row['entry_point']!r}")
+        raise DatasetFormatError(
+            f"{where}: field 'entry_point' must be a Python function name, got {row['entry_point']!r}")
     for field in ("tests", "setup", "solution"):
         value = row.get(field)
         if value is None:
