@@ -25,14 +25,18 @@ BUDGET = LIMITS.time_limit + LIMITS.grace + 2.0  # + start-up of bwrap and two i
 
 
 def processes_in(namespace: str) -> list[int]:
-    """Live host processes in the sandbox's pid namespace (zombies have no namespace link and hold nothing)."""
+    """Live host processes in the sandbox's pid namespace. Zombies are skipped: bwrap's outer process exits
+    without reaping the namespace's init, whose empty entry the host's init reaps a moment later."""
     pids = []
     for link in Path("/proc").glob("[0-9]*/ns/pid"):
         try:
-            if os.readlink(link) == namespace:
-                pids.append(int(link.parent.parent.name))
-        except OSError:
+            if os.readlink(link) != namespace:
+                continue
+            state = (link.parent.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
+        if state != "Z":
+            pids.append(int(link.parent.parent.name))
     return pids
 
 
