@@ -1,12 +1,13 @@
 """Test-time scaling on the embedded default: accuracy against generated tokens for each inference method.
 
-    .venv/bin/python benchmarks/test_time_scaling.py [--problems 20] [--n 8] [--model smollm2-135m]
+    .venv/bin/python benchmarks/test_time_scaling.py [--problems 30] [--n 8] [--model smollm2-135m]
 
 Same model, same held-out problems (the `r1lab zero` demo task: rg:basic_arithmetic, two-term addition with 1- or
-2-digit operands, seed 1234), same sampling (the R1 report's temperature 0.6, top-p 0.95), chat template with the
-demo's system prompt, bf16 weights, at most 32 new tokens per call (a thinking budget or a search step may be less). For each
-method and setting it measures accuracy (the task's verifier on the extracted answer) and mean tokens generated
-per problem, then writes test_time_scaling.json and test_time_scaling.png (default folder: benchmarks/results).
+2-digit operands, seed 1234), same sampling (the R1 report's temperature 0.6, top-p 0.95), chat template with
+the demo's system prompt, bf16 weights, at most 32 new tokens per call (a thinking budget or a search step may be
+less). For each method and setting it measures accuracy (the task's verifier on the extracted answer) and mean
+tokens generated per problem, then writes test_time_scaling.json and test_time_scaling.png (default folder:
+benchmarks/results).
 
 - direct / cot: one sample, asked for the number alone or to think step by step (Kojima et al. 2022);
 - self-consistency (maj@k) and best-of-k with the verifier as an oracle (pass@k, an upper bound no deployable
@@ -33,7 +34,7 @@ COT = "Let's think step by step, then give the final answer."
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--problems", type=int, default=20, help="held-out problems (seeded)")
+    parser.add_argument("--problems", type=int, default=30, help="held-out problems (seeded)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest response of one generation call")
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),
                         help="generation dtype (bf16, as the demo's rollouts: about 2x faster on this CPU)")
@@ -78,9 +79,9 @@ def main() -> None:
                                                     "max_new_tokens": args.max_new_tokens},
             "dtype": args.dtype, "threads": args.threads, "torch": torch.__version__}
 
-    def record(method: str, setting: str, accuracy: float, tokens: float, seconds: float) -> None:
+    def record(method: str, setting: str, accuracy: float, tokens: float, seconds: float, label: str = "") -> None:
         rows.append({"method": method, "setting": setting, "accuracy": accuracy, "tokens": tokens,
-                     "seconds": seconds})
+                     "seconds": seconds, "label": label})
         # rewritten after every row, so a run cut short keeps what it measured
         (out / "test_time_scaling.json").write_text(json.dumps({**meta, "results": rows}, indent=2))
         print(f"{method:18s} {setting:28s} accuracy {accuracy:.3f}  tokens/problem {tokens:7.1f}  ({seconds:.0f} s)",
@@ -97,32 +98,31 @@ def main() -> None:
     m = summarize(problems, ks)
     took = time.monotonic() - start
     for k in ks:
-        record("self_consistency", f"maj@{k} (n={args.n} samples)", m[f"maj@{k}"], k * m["mean_length"], took)
+        record("self_consistency", f"maj@{k} (n={args.n} samples)", m[f"maj@{k}"], k * m["mean_length"], took, f"{k}")
     for k in ks:
-        record("best_of_n_oracle", f"pass@{k}", m[f"pass@{k}"], k * m["mean_length"], took)
+        record("best_of_n_oracle", f"pass@{k}", m[f"pass@{k}"], k * m["mean_length"], took, f"{k}")
 
     # 2. the methods of r1lab.infer, one call each over all problems
     ctx = InferContext(generator=EngineGenerator(engine, tok), render=render, task=task,
                        sampling=sampling, extraction=extraction, tokenizer=tok,
                        model_name=args.model, prm=JudgePRM(loaded.model, tok))  # the model judges its own steps
     settings = [
-        ("direct", "1 sample", {"instruction": INSTRUCTION}),
-        ("cot", "1 sample, 'think step by step'", {"instruction": COT}),
-        ("budget_forcing", "think <= 16 tokens", {"max_thinking_tokens": 16, "instruction": COT}),
-        ("budget_forcing", "think <= 48 tokens", {"max_thinking_tokens": 48, "instruction": COT}),
+        ("direct", "1 sample", {"instruction": INSTRUCTION}, ""),
+        ("cot", "1 sample, 'think step by step'", {"instruction": COT}, ""),
+        ("budget_forcing", "think <= 16 tokens", {"max_thinking_tokens": 16, "instruction": COT}, "16"),
+        ("budget_forcing", "think <= 48 tokens", {"max_thinking_tokens": 48, "instruction": COT}, "48"),
         ("budget_forcing", "think <= 48, 2 x 'Wait'", {"max_thinking_tokens": 48, "num_waits": 2,
-                                                         "instruction": COT}),
-        ("beam_search", "2 beams x 2, judge PRM", {"beams": 2, "expand": 2, "max_steps": 2, "step_tokens": 24,
-                                                   "instruction": COT}),
-        ("dvts", "n=4 (2 subtrees x 2), judge PRM", {"n": 4, "expand": 2, "max_steps": 2, "step_tokens": 24,
-                                                    "instruction": COT}),
+                                                         "instruction": COT}, "48+2 Wait"),
+        # steps are lines of the direct answer ("2 + 3 = 5"); a 135M model's step-by-step text outruns any budget here
+        ("beam_search", "2 beams x 2, judge PRM", {"beams": 2, "expand": 2, "max_steps": 3, "step_tokens": 32}, ""),
+        ("dvts", "n=4 (2 subtrees x 2), judge PRM", {"n": 4, "expand": 2, "max_steps": 3, "step_tokens": 32}, ""),
     ]
-    for name, setting, params in settings:
+    for name, setting, params, label in settings:
         start = time.monotonic()
         torch.manual_seed(0)
         answers = METHODS.get(name)(examples, ctx, params)
         accuracy = sum(ctx.score(a.answer, e) >= 1.0 for a, e in zip(answers, examples)) / len(examples)
-        record(name, setting, accuracy, sum(a.tokens for a in answers) / len(answers), time.monotonic() - start)
+        record(name, setting, accuracy, sum(a.tokens for a in answers) / len(answers), time.monotonic() - start, label)
 
     meta["seconds"] = time.monotonic() - t0
     (out / "test_time_scaling.json").write_text(json.dumps({**meta, "results": rows}, indent=2))
@@ -138,9 +138,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for method in dict.fromkeys(r["method"] for r in rows):
-        points = sorted((r["tokens"], r["accuracy"]) for r in rows if r["method"] == method)
-        xs, ys = zip(*points)
+        points = sorted((r["tokens"], r["accuracy"], r.get("label", "")) for r in rows if r["method"] == method)
+        xs, ys, _ = zip(*points)
         ax.plot(xs, ys, marker="o", linestyle="-" if len(points) > 1 else "none", label=method)
+        for x, y, text in points:
+            if text:  # k for the voting curves, the thinking budget for budget forcing
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("generated tokens per problem")
     ax.set_ylabel("accuracy")
