@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from r1lab.params import declare_params, merge_params
 from r1lab.registry import Registry
 
 if TYPE_CHECKING:  # r1lab.types imports torch
@@ -58,18 +59,7 @@ class InferContext:
 
 def method_params(name: str, params: dict, defaults: dict) -> dict:
     """``params`` over ``defaults``; an unknown key is a ValueError naming the method and the allowed keys."""
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ValueError(f"method {name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: "
-                         f"{', '.join(sorted(defaults))}")
-    return {**defaults, **params}
+    return merge_params(f"method {name!r}", params, defaults)
 
 
-def declare(**defaults) -> Callable:
-    """Attach a method's parameters and defaults (shown by ``r1lab eval --help``)."""
-
-    def wrap(fn: Callable) -> Callable:
-        fn.param_defaults = dict(defaults)
-        return fn
-
-    return wrap
+declare = declare_params  # attach a method's parameters and defaults (shown by ``r1lab eval --help``)

@@ -91,16 +91,22 @@ def candidate_scores(texts: list[str], answers: list[str | None], example: Examp
     return [r.total if r.valid else -math.inf for r in results]
 
 
+def _scored_samples(examples: list[Example], ctx: InferContext, p: dict):
+    """Per problem: its n samples, their texts, extracted answers and scores under ``p["scorer"]``."""
+    for example, group in zip(examples, _samples(examples, ctx, p["n"], p["instruction"])):
+        texts = [c.text for c in group]
+        answers = [ctx.answer_of(t) for t in texts]
+        yield example, group, texts, answers, candidate_scores(texts, answers, example, ctx, p["scorer"],
+                                                               p["reward_params"])
+
+
 @METHODS.register("best_of_n")
 @declare(n=8, scorer="oracle", reward_params={}, instruction=None)
 def best_of_n(examples: list[Example], ctx: InferContext, params: dict) -> list[Answer]:
     """best-of-N: the sample ranked highest by the task verifier (oracle) or a reward function (e.g. reward_model)"""
     p = method_params("best_of_n", params, best_of_n.param_defaults)
     out = []
-    for example, group in zip(examples, _samples(examples, ctx, p["n"], p["instruction"])):
-        texts = [c.text for c in group]
-        answers = [ctx.answer_of(t) for t in texts]
-        scores = candidate_scores(texts, answers, example, ctx, p["scorer"], p["reward_params"])
+    for example, group, texts, answers, scores in _scored_samples(examples, ctx, p):
         best = max(range(len(group)), key=lambda i: (scores[i], -i))  # ties: the earliest sample
         out.append(Answer(answers[best], texts[best], sum(c.tokens for c in group), len(group),
                           {"scores": scores, "chosen": best}))
@@ -113,10 +119,7 @@ def weighted_vote(examples: list[Example], ctx: InferContext, params: dict) -> l
     """reward-weighted voting: each verifier-equal answer scores the sum of its samples' rewards; ties to the first"""
     p = method_params("weighted_vote", params, weighted_vote.param_defaults)
     out = []
-    for example, group in zip(examples, _samples(examples, ctx, p["n"], p["instruction"])):
-        texts = [c.text for c in group]
-        answers = [ctx.answer_of(t) for t in texts]
-        scores = candidate_scores(texts, answers, example, ctx, p["scorer"], p["reward_params"])
+    for example, group, texts, answers, scores in _scored_samples(examples, ctx, p):
         clusters = cluster_answers(answers, equivalence(ctx.task, example))
         weight: dict[int, float] = {}
         for c, s in zip(clusters, scores):

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from r1lab.params import declare_params, merge_params
 from r1lab.registry import Registry
 from r1lab.rewards.extract import extract_answer
 from r1lab.types import Example
@@ -35,6 +36,11 @@ class RewardContext:
     def params_of(self, name: str) -> dict:
         """The parameters configured for reward ``name`` (empty when none)."""
         return dict(self.params.get(name) or {})
+
+
+def reward_params(ctx: RewardContext, name: str, defaults: dict) -> dict:
+    """The configured parameters of reward ``name`` (``rewards.params.<name>``) over ``defaults``."""
+    return merge_params(f"reward {name!r}", ctx.params_of(name), defaults, f" in rewards.params.{name}")
 
 
 def batched(fn: Callable) -> Callable:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from r1lab.rewards.functions import REWARDS, RewardContext, batched
-from r1lab.rewards.shaping import declare_params, reward_params
+from r1lab.rewards.functions import declare_params, reward_params
 from r1lab.types import Example
 
 # The R1-Zero explainer's format judge, in our words: format only, the answer's correctness is not asked.

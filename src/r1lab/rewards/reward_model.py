@@ -14,7 +14,7 @@ import math
 from functools import lru_cache
 
 from r1lab.rewards.functions import REWARDS, RewardContext, batched
-from r1lab.rewards.shaping import declare_params, reward_params
+from r1lab.rewards.functions import declare_params, reward_params
 from r1lab.types import Example
 
 RM_DEFAULTS = {

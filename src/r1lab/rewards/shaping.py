@@ -19,30 +19,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Callable
 
-from r1lab.rewards.functions import REWARDS, RewardContext, accuracy_reward
+from r1lab.rewards.functions import REWARDS, RewardContext, accuracy_reward, declare_params, reward_params
 from r1lab.types import Example
-
-
-def declare_params(**defaults) -> Callable:
-    """Attach a reward's accepted parameters and their defaults (``fn.param_defaults``), read by ``reward_params``."""
-
-    def wrap(fn: Callable) -> Callable:
-        fn.param_defaults = dict(defaults)
-        return fn
-
-    return wrap
-
-
-def reward_params(ctx: RewardContext, name: str, defaults: dict) -> dict:
-    """The configured parameters of reward ``name`` merged over ``defaults``; an unknown key is a ValueError."""
-    given = ctx.params_of(name)
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"reward {name!r}: unknown parameter(s) {', '.join(unknown)} in rewards.params.{name}; "
-            f"allowed: {', '.join(sorted(defaults))}"
-        )
-    return {**defaults, **given}
 
 
 def token_length(text: str, ctx: RewardContext, name: str) -> int:
