@@ -168,7 +168,7 @@ def bench_math(workers_list: list[int], timeout: float) -> None:
         pool.close()
 
 
-def code_batch(n: int, seed: int = 0) -> tuple[list[str], list[Example]]:
+def code_batch(n: int, seed: int = 0) -> tuple[list[str], list[Example], list[bool]]:
     """HumanEval problems: half the reference solution, a quarter a stub returning None (fails its tests),
     an eighth a syntax error, an eighth prose with no code."""
     from r1lab.tasks import load_task
@@ -176,10 +176,11 @@ def code_batch(n: int, seed: int = 0) -> tuple[list[str], list[Example]]:
     task = load_task("humaneval", seed=seed, eval_size=20)
     problems = task.train + task.eval
     rng = random.Random(seed)
-    completions, examples = [], []
+    completions, examples, is_reference = [], [], []
     for i in range(n):
         example = problems[i % len(problems)]
         kind = rng.random()
+        is_reference.append(kind < 0.5)
         if kind < 0.5:
             text = f"Here is the function.\n```python\n{example.answer}```"
         elif kind < 0.75:
@@ -190,7 +191,7 @@ def code_batch(n: int, seed: int = 0) -> tuple[list[str], list[Example]]:
             text = "I am not sure how to solve this one."
         completions.append(text)
         examples.append(example)
-    return completions, examples
+    return completions, examples, is_reference
 
 
 def bench_code() -> None:
@@ -198,7 +199,7 @@ def bench_code() -> None:
         print("code: code reward not available (no reward named 'code' is registered)")
         return
     try:
-        completions, examples = code_batch(128)
+        completions, examples, is_reference = code_batch(128)
         reward = REWARDS.get("code")
         ctx = RewardContext(task=None)
         start = time.perf_counter()
@@ -208,9 +209,27 @@ def bench_code() -> None:
         print(f"code: code reward not available: {type(err).__name__}: {err}")
         return
     errors = [s for s in scores if isinstance(s, BaseException)]
-    full = sum(1 for s in scores if not isinstance(s, BaseException) and s >= 1.0)
-    print(f"code: 128 completions in {elapsed:.2f} s -> code rewards/s: {128 / elapsed:.1f}; "
-          f"full passes {full}; errors {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+    full = [not isinstance(s, BaseException) and s >= 1.0 for s in scores]
+    mismatches = sum(f != r for f, r in zip(full, is_reference))  # only the reference solutions may pass
+    print(f"code: 128 completions ({sum(is_reference)} reference solutions) in {elapsed:.2f} s -> code rewards/s: "
+          f"{128 / elapsed:.1f}; full passes {sum(full)}; labelled mismatches {mismatches}; errors {len(errors)}"
+          + (f" (first: {errors[0]})" if errors else ""))
+
+
+def bench_shaping() -> None:
+    """The shaping rewards (per completion, in the caller's process) on the 512 math completions: lengths come
+    from the rollout (``token_lengths``, as the trainer passes them), so no tokenizer runs here."""
+    from r1lab.rewards import score_batch
+
+    completions, examples, _ = math_batch(64, 8)
+    lengths = [len(c) // 4 for c in completions]  # about 4 characters per token
+    ctx = RewardContext(task=None, max_new_tokens=4096)
+    for name in ("language_consistency", "repetition", "soft_overlong"):
+        start = time.perf_counter()
+        results = score_batch(completions, examples, {name: 1.0}, ctx, token_lengths=lengths)
+        elapsed = time.perf_counter() - start
+        invalid = sum(not r.valid for r in results)
+        print(f"  {name}: 512 in {elapsed:.3f} s -> {512 / elapsed:.0f} rewards/s; invalid {invalid}")
 
 
 def main() -> None:
@@ -222,6 +241,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"math-verify {metadata.version('math-verify')}, sympy {metadata.version('sympy')}")
     bench_math(workers_list, args.timeout)
+    print("shaping (one process):")
+    bench_shaping()
     bench_code()
     sys.stdout.flush()
 

@@ -1,5 +1,7 @@
 """Config loading: YAML + --set overrides, and errors that name the key and the fix."""
 
+import re
+
 import pytest
 
 from r1lab.config import ConfigError, GRPOConfig, load_config
@@ -44,3 +46,23 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(GRPOConfig, bad)
+
+
+@pytest.mark.parametrize("override, message", [
+    # (the --set value, what the error names) - reward params are checked when the config loads, not at step 1
+    ("rewards.params={repetition: {n: 2}}", "params.repetition': reward 'repetition': unknown parameter(s) n"),
+    ("rewards.params={math: {timeout: -1}}", "params.math': reward 'math': parameter 'timeout' must be a number"),
+    ("rewards.params={code: {speed: 1}}", "params.code': reward 'code': unknown parameter 'speed'"),
+    ("rewards.params={accuracy: {strict: true}}", "reward 'accuracy' takes no parameters, got strict"),
+])
+def test_reward_params_are_checked_at_load(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(GRPOConfig, overrides=[override])
+
+
+def test_default_task_params_apply_to_rg_tasks_only():
+    cfg = load_config(GRPOConfig, overrides=["task.name=humaneval"])
+    assert cfg.task.resolved_params() == {}
+    assert load_config(GRPOConfig).task.resolved_params()["operators"] == ["+"]
+    cfg = load_config(GRPOConfig, overrides=["task.name=math:x.jsonl", "task.params={timeout: 3}"])
+    assert cfg.task.resolved_params() == {"timeout": 3}

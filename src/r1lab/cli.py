@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=keys, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(zero, with_file=False)
     _add_eval_parsers(sub)
+    _add_sft_parser(sub)
+    _add_data_parsers(sub)
+    _add_rm_parser(sub)
     return parser
 
 
@@ -66,6 +69,25 @@ def _add_eval_parsers(sub) -> None:
     cmp.add_argument("run_b", help="another run folder")
 
 
+def _add_sft_parser(sub) -> None:
+    from r1lab.config import SFTConfig
+
+    sft = sub.add_parser(
+        "sft", help="supervised fine-tuning on traces (completion-only loss, packing), optionally with logit "
+                    "distillation from a teacher",
+        description="Chat SFT on JSONL traces (rows with 'prompt' + 'completion', as r1lab generate/filter write "
+                    "them, or chat 'messages'). The prompt is rendered with the prompt section, the same as GRPO and "
+                    "the evaluator; only completion tokens and their EOS are learned. Packing keeps examples apart "
+                    "(restarting positions, block-diagonal attention). With distill.teacher set, the loss mixes "
+                    "cross-entropy with T^2 x KL(teacher || student) at temperature T. The task section is used only "
+                    "by eval.accuracy. Writes a run folder with config.json, data.json, metrics.jsonl, TensorBoard "
+                    "events, samples.jsonl, training.png, checkpoints/ and final/ (an HF model folder).",
+        epilog=CONFIG_EPILOG + "\n".join(describe(SFTConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sft.add_argument("config", nargs="?", help="YAML recipe; holds only what differs from the defaults listed below")
+    sft.add_argument("--data", help="training traces JSONL (sets data.train_path)")
+    _add_config_args(sft, with_file=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -75,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("grpo", "zero"):
             return _run_grpo(getattr(args, "config", None), args.overrides, args.resume)
+        if args.command == "sft":
+            return _run_sft(args.config, args.data, args.overrides, args.resume)
+        if args.command in DATA_COMMANDS:
+            return _run_data(args)
+        if args.command == "rm":
+            return _run_rm(args.config, args.overrides, args.resume)
         if args.command == "eval":
             return _run_eval(args)
         if args.command == "compare":
@@ -100,6 +128,26 @@ def _run_grpo(config_path: str | None, overrides: list[str], resume: bool) -> in
         n = cfg.task.eval_size
         before, after = result.eval_before["eval/greedy_accuracy"], result.eval_after["eval/greedy_accuracy"]
         print(f"held-out accuracy: {before:.3f} -> {after:.3f} (n={n})")
+    return 0
+
+
+def _run_sft(config_path: str | None, data: str | None, overrides: list[str], resume: bool) -> int:
+    from r1lab.config import SFTConfig
+    from r1lab.train.grpo import AlreadyFinished
+    from r1lab.train.sft import train_sft  # lazy: keeps `r1lab --help` fast
+
+    given = [f"data.train_path={data}"] if data else []
+    cfg = load_config(SFTConfig, config_path, given + overrides)
+    try:
+        result = train_sft(cfg, resume=resume)
+    except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"run folder: {result.run_dir} (config, data, metrics, samples, training.png, final/)")
+    before, after = result.eval_before or {}, result.eval_after or {}
+    for key, name in (("eval/loss", "held-out loss"), ("eval/greedy_accuracy", "held-out accuracy")):
+        if key in before and key in after:
+            print(f"{name}: {before[key]:.3f} -> {after[key]:.3f}")
     return 0
 
 
@@ -131,6 +179,172 @@ def _run_compare(run_a: str, run_b: str) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+DATA_COMMANDS = ("generate", "filter", "journey", "serve")
+
+
+def _add_data_parsers(sub) -> None:
+    """Distillation data (issue 4): generate -> filter -> journey; and serve, an OpenAI-compatible server."""
+    from r1lab.config import FilterConfig, GenerateConfig, JourneyConfig
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", nargs="?", help="YAML recipe; holds only what differs from the defaults listed below")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key, e.g. --set teacher.error_rate=0.3 (repeatable; YAML values)")
+
+    gen = sub.add_parser(
+        "generate", help="sample k teacher traces per prompt (program solver, local model or OpenAI-compatible "
+                         "endpoint) into a resumable JSONL file, with token usage and cost",
+        description="Write k samples per prompt of a task from a teacher, in the trace row format (id, prompt, "
+                    "completion, answer, sample, teacher, usage, finish_reason, meta). The teacher is a program "
+                    "(teacher.name=program:arithmetic or program:countdown), a local model (HF folder, .gguf, "
+                    "smollm2-135m), or, with teacher.url, any OpenAI-compatible server (r1lab serve, vLLM, SGLang, "
+                    "llama.cpp, DeepSeek's API; the key is read from the variable named by teacher.api_key_env). "
+                    "Output is appended and flushed row by row: re-running the same command skips the (id, sample) "
+                    "pairs already written, so a killed run loses only the requests in flight. Cost per row uses "
+                    "teacher.price_input/price_output (USD per million tokens; the seeds quote DeepSeek-R1 at "
+                    "$0.55/$2.19 and o1 at $15/$60); totals go to OUTPUT.summary.json. An endpoint that stays "
+                    "unreachable fails after teacher.max_retries with the URL and the error (exit 1), leaving the "
+                    "finished rows in place.",
+        epilog=CONFIG_EPILOG + "\n".join(describe(GenerateConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    config_args(gen)
+    gen.add_argument("--teacher", help="teacher (sets teacher.name): program:arithmetic, program:countdown, a model, "
+                                       "or the endpoint's model name with --url")
+    gen.add_argument("--url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (sets teacher.url)")
+    gen.add_argument("--task", help="task to draw prompts from (sets task.name): rg:NAME, math:FILE, a .jsonl file")
+    gen.add_argument("--k", type=int, help="samples per prompt (sets sampling.k)")
+    gen.add_argument("--num-prompts", type=int, help="first N prompts of the split (sets output.num_prompts)")
+    gen.add_argument("--output", help="output JSONL (sets output.path)")
+
+    flt = sub.add_parser(
+        "filter", help="rejection sampling: keep verified, readable, de-duplicated traces; report drops per reason",
+        description="Filter r1lab generate output as the DeepSeek-R1 report's rejection sampling does: the verifier "
+                    "(verify.verifier: the task's scorer, math-verify or answer match) sets `correct` and wrong rows "
+                    "are dropped (verify.keep_wrong=true keeps them, labelled, for r1lab journey); readability "
+                    "filters (truncated, think/answer format, language mixing, length bounds, repetition loops); "
+                    "exact and near-duplicate removal; at most max_per_prompt rows per prompt. Each filter can be "
+                    "switched off. Prints a table of rows dropped per reason and writes it to OUTPUT.report.json.",
+        epilog=CONFIG_EPILOG + "\n".join(describe(FilterConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    config_args(flt)
+    flt.add_argument("--input", help="trace JSONL to filter (sets input)")
+    flt.add_argument("--output", help="kept rows JSONL (sets output)")
+
+    jour = sub.add_parser(
+        "journey", help="journey learning: wrong attempt + reflection + corrected path, mixed with right-only rows",
+        description="Build journey-learning traces (O1 Replication Journey, arXiv 2410.18982) from rows labelled "
+                    "with `correct` (r1lab filter --set verify.keep_wrong=true): for each prompt with a wrong and a "
+                    "right attempt, the wrong attempt, a reflection phrase, then the right attempt. Mixed with "
+                    "shortcut (right-only) rows at journey_fraction; meta.kind says which. Output is SFT input.",
+        epilog=CONFIG_EPILOG + "\n".join(describe(JourneyConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    config_args(jour)
+    jour.add_argument("--input", help="labelled trace JSONL (sets input)")
+    jour.add_argument("--output", help="journey + shortcut JSONL (sets output)")
+
+    srv = sub.add_parser(
+        "serve", help="serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)",
+        description="An OpenAI-compatible server on r1lab's generation engine (HF generate): GET /v1/models, POST "
+                    "/v1/chat/completions (chat template applied) and /v1/completions, with usage counts and "
+                    "finish_reason. Standard library HTTP server, one generation at a time; for throughput use vLLM "
+                    "or SGLang, which speak the same API. Point r1lab generate at it with --url "
+                    "http://HOST:PORT/v1.")
+    srv.add_argument("model", help="HF folder, .gguf file, hub id in the local cache, or smollm2-135m")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, local only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    srv.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                     help="dtype the model generates in (default float32)")
+    srv.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    srv.add_argument("--batch-size", type=int, default=16, help="sequences generated at once for n > 1 (default 16)")
+    srv.add_argument("--served-name", help="model name reported by /v1/models and in responses (default: MODEL)")
+    srv.add_argument("--fail-first", type=int, default=0,
+                     help="answer the first N generation requests with --fail-status (to test clients' retries)")
+    srv.add_argument("--fail-status", type=int, default=500, help="HTTP status of those failures (default 500)")
+    srv.add_argument("--quiet", action="store_true", help="do not log each request")
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from r1lab.config import FilterConfig, GenerateConfig, JourneyConfig
+
+    if args.command == "serve":
+        from r1lab.rollout.server import run_server
+
+        run_server(args.model, args.host, args.port, args.dtype, args.device, args.batch_size, args.served_name,
+                   args.fail_first, args.fail_status, verbose=not args.quiet)
+        return 0
+    shortcuts = {
+        "generate": [("teacher", "teacher.name"), ("url", "teacher.url"), ("task", "task.name"), ("k", "sampling.k"),
+                     ("num_prompts", "output.num_prompts"), ("output", "output.path")],
+        "filter": [("input", "input"), ("output", "output")],
+        "journey": [("input", "input"), ("output", "output")],
+    }[args.command]
+    given = [f"{key}={getattr(args, attr)}" for attr, key in shortcuts if getattr(args, attr) is not None]
+    cls = {"generate": GenerateConfig, "filter": FilterConfig, "journey": JourneyConfig}[args.command]
+    cfg = load_config(cls, args.config, given + args.overrides)
+    try:
+        if args.command == "generate":
+            from r1lab.data.generate import format_summary, run_generate, summary_path
+
+            summary = run_generate(cfg)
+            print(format_summary(summary))
+            print(f"summary: {summary_path(cfg.output.path)}")
+        elif args.command == "filter":
+            from r1lab.data.filters import format_report, run_filter
+
+            report = run_filter(cfg)
+            print(format_report(report))
+            print(f"kept rows: {report['output']}; report: {report['report_path']}")
+        else:
+            from r1lab.data.journey import run_journey
+
+            report = run_journey(cfg)
+            print(f"{report['journey_rows']} journey + {report['shortcut_rows']} shortcut rows -> {report['output']} "
+                  f"({report['journeys_available']} journeys from {report['prompts_with_wrong_and_right']} prompts "
+                  f"with wrong and right attempts; {report['shortcuts_available']} right rows)")
+    except (FileNotFoundError, ValueError, RuntimeError, KeyboardInterrupt) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+
+def _add_rm_parser(sub) -> None:
+    from r1lab.config import RMConfig
+
+    rm = sub.add_parser(
+        "rm", help="train a reward model on preference pairs (Bradley-Terry), for the reward_model reward of GRPO",
+        description="A reward model for prompts no rule can check (helpfulness, harmlessness), as in the last RL "
+                    "stage of DeepSeek-R1: a causal LM's backbone with a fresh one-output head on the last token, "
+                    "trained with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected - margin) on JSONL rows "
+                    "{prompt, chosen, rejected} (data.path=builtin: the 200 pairs shipped with r1lab). Each pair is "
+                    "rendered with the chat template (prompt = user turn, response = assistant turn), exactly as the "
+                    "reward renders it. A seeded share of the prompts is held out (no prompt on both sides) and "
+                    "pairwise accuracy on it is measured before, during and after training, overall and per "
+                    "category. Writes a run folder with config.json, metrics.jsonl, TensorBoard events, eval/ "
+                    "(per-pair held-out scores), training.png, results.json, checkpoints/ and final/ (an HF "
+                    "sequence-classification folder). Use it in GRPO with rewards.weights={reward_model: 1.0} and "
+                    "rewards.params={reward_model: {model: RUN/final}}.",
+        epilog=CONFIG_EPILOG + "\n".join(describe(RMConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_args(rm, with_file=True)
+
+
+def _run_rm(config_path: str, overrides: list[str], resume: bool) -> int:
+    from r1lab.config import RMConfig
+    from r1lab.train.grpo import AlreadyFinished
+    from r1lab.train.reward_model import train_reward_model  # lazy: keeps `r1lab --help` fast
+
+    cfg = load_config(RMConfig, config_path, overrides)
+    try:
+        result = train_reward_model(cfg, resume=resume)
+    except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"run folder: {result.run_dir} (config, metrics, eval/, training.png, results.json, final/)")
+    print(f"use in GRPO: rewards.weights={{reward_model: 1.0}} rewards.params={{reward_model: "
+          f"{{model: '{result.final_model_dir}'}}}}")
+    if result.eval_before and result.eval_after:
+        before, after = result.eval_before["eval/accuracy"], result.eval_after["eval/accuracy"]
+        print(f"held-out pairwise accuracy: {before:.3f} -> {after:.3f}")
     return 0
 
 

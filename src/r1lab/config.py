@@ -183,8 +183,9 @@ class TaskConfig:
     params: dict = option(
         {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+"],
          "allow_parentheses": False, "allow_negation": False},
-        "keyword arguments for the reasoning-gym dataset config (rg: tasks only); a mapping is replaced whole, "
-        "not merged, when set",
+        "rg: tasks: keyword arguments of the reasoning-gym dataset config; math:FILE tasks: the verifier's "
+        "timeout, workers, memory_mb; other tasks take none (the default, the demo's settings, applies to rg: "
+        "tasks only). A mapping is replaced whole, not merged, when set",
     )
     train_size: int = option(8000, "number of training problems generated (rg: tasks)")
     eval_size: int = option(200, "number of held-out problems (never in the training set)")
@@ -194,6 +195,13 @@ class TaskConfig:
     def check(self) -> None:
         require(self.eval_size > 0, "eval_size", "must be > 0")
         require(self.train_size > 0, "train_size", "must be > 0")
+
+    def resolved_params(self) -> dict:
+        """The params to load the task with. The default params are the demo's reasoning-gym settings; they are
+        dropped for other task kinds, so ``task.name=humaneval`` works without also setting ``task.params={}``."""
+        if not self.name.startswith("rg:") and self.params == TaskConfig().params:
+            return {}
+        return dict(self.params)
 
 
 @dataclass
@@ -216,6 +224,7 @@ class RewardConfig:
 
     def check(self) -> None:
         from r1lab.rewards import EXTRACTORS, REWARDS
+        from r1lab.rewards.functions import check_reward_params
 
         require(bool(self.weights), "weights", "needs at least one reward function")
         for name in self.weights:
@@ -225,6 +234,10 @@ class RewardConfig:
         for name, value in self.params.items():
             require(name in REWARDS, "params", f"unknown reward {name!r}; available: {', '.join(REWARDS.names())}")
             require(isinstance(value, dict), "params", f"params of {name!r} must be a mapping, got {value!r}")
+            try:
+                check_reward_params(name, value)
+            except ValueError as err:
+                raise ConfigError(f"config key 'params.{name}': {err}") from None
         for name in self.extraction:
             require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
 
@@ -237,8 +250,11 @@ class RolloutConfig:
     top_p: float = option(1.0, "nucleus sampling threshold")
     top_k: int = option(0, "top-k sampling (0 = off)")
     batch_size: int = option(64, "sequences generated at once")
+    min_new_tokens: int = option(0, "EOS is suppressed until this many tokens are generated; = max_new_tokens gives "
+                                    "every completion the same length (benchmarks: equal work per step)")
 
     def check(self) -> None:
+        require(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "must be in [0, max_new_tokens]")
         require(self.group_size >= 2, "group_size", "must be >= 2: group-relative advantages need a group")
         require(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
@@ -324,3 +340,397 @@ class GRPOConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+
+# --- r1lab sft ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class SFTDataConfig:
+    train_path: str = option("", "training traces, JSONL: rows with 'prompt' + 'completion' (r1lab generate/filter "
+                                 "output) or chat 'messages' (loss on assistant turns only)")
+    eval_path: Optional[str] = option(None, "a separate held-out JSONL file (training rows sharing a prompt with it "
+                                            "are dropped); else data.eval_size prompts are split off train_path")
+    eval_size: int = option(20, "distinct prompts held out for the held-out loss when data.eval_path is not given "
+                                "(all samples of a prompt go to the same side); 0 = no held-out loss")
+    seed: int = option(1234, "seed of the held-out split")
+    max_length: int = option(512, "longest example in tokens (prompt + completion + EOS); longer rows are dropped "
+                                  "and counted; also the length of a packed row")
+    pack: bool = option(True, "pack several examples into each row of max_length tokens (positions restart per "
+                              "example and attention never crosses examples; the loss is the same as unpacked)")
+
+    def check(self) -> None:
+        require(bool(self.train_path), "train_path", "is required: a JSONL file of traces (r1lab sft --data FILE)")
+        require(self.eval_size >= 0, "eval_size", "must be >= 0")
+        require(self.max_length >= 8, "max_length", "must be >= 8")
+
+
+@dataclass
+class SFTTrainConfig:
+    epochs: float = option(2.0, "passes over the training examples (used when train.steps = 0)")
+    steps: int = option(0, "optimizer steps; 0 = ceil(epochs x examples / batch_size)")
+    batch_size: int = option(16, "examples per optimizer step (the loss is the mean over their completion tokens)")
+    micro_batch_size: int = option(4, "rows per forward/backward pass (packed rows of data.max_length tokens, or "
+                                      "single examples); gradient accumulation over the rest of the step")
+    lr: float = option(2e-5, "peak learning rate (AdamW)")
+    warmup_steps: int = option(0, "linear warm-up steps")
+    schedule: str = option("cosine", "learning-rate decay after warm-up", ("constant", "linear", "cosine"))
+    min_lr_ratio: float = option(0.1, "final lr as a fraction of the peak (linear/cosine)")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to norms and biases)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.99, "AdamW beta2")
+    max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
+    seed: int = option(0, "seed for the data order")
+    threads: int = option(0, "torch CPU threads (0 = torch default)")
+    time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
+                                            "minutes, held-out evaluation excluded; 0 = no limit")
+
+    def check(self) -> None:
+        require(self.epochs > 0 or self.steps > 0, "epochs", "must be > 0 (or set train.steps)")
+        require(self.steps >= 0, "steps", "must be >= 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
+
+
+@dataclass
+class DistillConfig:
+    teacher: Optional[str] = option(None, "teacher model for logit distillation (HF folder, .gguf, hub id in the "
+                                          "cache); must share the student's tokenizer. None = plain SFT")
+    alpha: float = option(0.5, "loss = (1 - alpha) x cross-entropy + alpha x T^2 x KL(teacher_T || student_T)")
+    temperature: float = option(2.0, "softmax temperature T of both distributions in the KL term (Hinton et al.)")
+    teacher_dtype: str = option("float32", "dtype of the teacher's weights", DTYPES)
+    chunk_tokens: int = option(512, "completion tokens projected to full-vocabulary logits at a time")
+
+    def check(self) -> None:
+        require(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
+        require(self.temperature > 0, "temperature", "must be > 0")
+        require(self.chunk_tokens >= 1, "chunk_tokens", "must be >= 1")
+
+
+@dataclass
+class SFTEvalConfig:
+    every: int = option(20, "held-out loss (and accuracy, samples) every N steps, also before step 1 and after "
+                            "the last; 0 = off")
+    accuracy: bool = option(False, "also measure greedy accuracy on the held-out problems of the task section with "
+                                   "the GRPO evaluator (r1lab.evals.accuracy), so SFT and GRPO runs compare")
+    extraction: list = option(["answer_tag", "boxed", "last_number"],
+                              "answer extraction methods for eval.accuracy (keep equal to the GRPO run's "
+                              "rewards.extraction)")
+    max_new_tokens: int = option(128, "longest generated completion for accuracy and samples")
+    batch_size: int = option(32, "sequences generated at once")
+
+    def check(self) -> None:
+        from r1lab.rewards import EXTRACTORS
+
+        require(self.every >= 0, "every", "must be >= 0")
+        require(self.max_new_tokens > 0, "max_new_tokens", "must be > 0")
+        for name in self.extraction:
+            require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
+
+
+@dataclass
+class SFTLogConfig(LogConfig):
+    output_dir: str = option("runs/sft", "run folder: config, metrics, samples, plots, checkpoints, final model")
+    samples_per_step: int = option(4, "held-out prompts whose greedy completions are saved at each evaluation")
+
+
+@dataclass
+class SFTConfig:
+    """Chat SFT with completion-only loss, packing, and optional logit distillation (`r1lab sft`)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    data: SFTDataConfig = field(default_factory=SFTDataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: SFTTrainConfig = field(default_factory=SFTTrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: SFTEvalConfig = field(default_factory=SFTEvalConfig)
+    log: SFTLogConfig = field(default_factory=SFTLogConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distillation data: `r1lab generate`, `r1lab filter`, `r1lab journey` (issue 4; trace format: see r1lab.data)
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class TeacherConfig:
+    name: str = option("program:arithmetic",
+                       "who writes the traces: program:arithmetic or program:countdown (exact step-by-step solvers for "
+                       "rg:basic_arithmetic / rg:countdown), a local model (HF folder, .gguf file, hub id in the local "
+                       "cache, smollm2-135m), or, when url is set, the model name sent to the endpoint")
+    url: str = option("", "base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (r1lab serve, vLLM, "
+                          "SGLang, llama.cpp server) or https://api.deepseek.com/v1; empty = not an endpoint")
+    api: str = option("chat", "endpoint API: chat (POST /chat/completions with messages) or completions (POST "
+                              "/completions with the prompt rendered by prompt.template)", ("chat", "completions"))
+    api_key_env: str = option("", "endpoint: NAME of the environment variable holding the API key, e.g. "
+                                  "DEEPSEEK_API_KEY (the key is never written to disk or logs); empty = no key")
+    concurrency: int = option(8, "endpoint: requests in flight at once (threads)")
+    max_retries: int = option(5, "endpoint: retries of a request after a connection error, timeout, 429 or 5xx")
+    backoff_s: float = option(1.0, "endpoint: wait before the first retry, doubled each retry (max 60 s); a "
+                                   "Retry-After header wins")
+    timeout_s: float = option(600.0, "endpoint: seconds to wait for one response")
+    dtype: str = option("float32", "local model: dtype it generates in", DTYPES)
+    device: str = option("auto", "local model: cpu, cuda, cuda:N, or auto (cuda when available)")
+    batch_size: int = option(32, "local model: sequences generated at once (whole groups of k)")
+    format: str = option("plain", "program teachers: plain (steps ending with the answer, e.g. 'So 47 + 38 = 85.' or "
+                                  "\\boxed{expr}) or think (<think>steps</think>\\n<answer>answer</answer>)",
+                         ("plain", "think"))
+    error_rate: float = option(0.0, "program teachers: probability that a trace makes one realistic mistake "
+                                    "(dropped carry/borrow, column sum off by one, wrong operator), so rejection "
+                                    "sampling and journey learning have wrong attempts")
+    price_input: float = option(0.0, "USD per million input (prompt) tokens, for the cost per row and in the "
+                                     "summary; the seeds quote DeepSeek-R1 at 0.55 and OpenAI o1 at 15")
+    price_output: float = option(0.0, "USD per million output (completion) tokens; the seeds quote DeepSeek-R1 at "
+                                      "2.19 and OpenAI o1 at 60")
+
+    def check(self) -> None:
+        require(self.concurrency >= 1, "concurrency", "must be >= 1")
+        require(self.max_retries >= 0, "max_retries", "must be >= 0")
+        require(self.backoff_s >= 0 and self.timeout_s > 0, "backoff_s", "backoff_s must be >= 0, timeout_s > 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(0.0 <= self.error_rate <= 1.0, "error_rate", "must be in [0, 1]")
+        require(self.price_input >= 0 and self.price_output >= 0, "price_input", "prices must be >= 0")
+
+
+@dataclass
+class TeacherPromptConfig(PromptConfig):
+    system: str = option("", "system prompt (chat template and chat endpoints; empty = none)")
+    instruction: str = option("Please reason step by step, and put your final answer within \\boxed{}.",
+                              "text appended to every question for the teacher (the default is DeepSeek's "
+                              "recommended prompt for R1); program teachers ignore the prompt")
+
+
+@dataclass
+class GenerateSamplingConfig:
+    k: int = option(4, "samples per prompt")
+    temperature: float = option(0.6, "sampling temperature (0 = greedy); the R1 report samples at 0.6")
+    top_p: float = option(0.95, "nucleus sampling threshold")
+    max_new_tokens: int = option(1024, "longest completion; a cut one has finish_reason 'length'")
+    seed: int = option(0, "sampling seed (per sample: seed + sample index; program teachers: seed, id and sample)")
+
+    def check(self) -> None:
+        require(self.k >= 1, "k", "must be >= 1")
+        require(self.temperature >= 0, "temperature", "must be >= 0")
+        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+
+
+@dataclass
+class GenerateOutputConfig:
+    path: str = option("data/traces.jsonl", "output JSONL (appended to; a re-run skips (id, sample) pairs already "
+                                            "there); the summary goes to PATH.summary.json")
+    split: str = option("train", "which problems of the task get traces", ("train", "eval"))
+    num_prompts: int = option(0, "use the first N problems of the split (0 = all)")
+    progress: bool = option(True, "show a progress bar with ETA")
+
+    def check(self) -> None:
+        require(bool(self.path), "path", "needs an output file")
+        require(self.num_prompts >= 0, "num_prompts", "must be >= 0 (0 = all)")
+
+
+@dataclass
+class GenerateConfig:
+    """Teacher traces for distillation: k samples per prompt, appended to a JSONL file (resumable)."""
+
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    prompt: TeacherPromptConfig = field(default_factory=TeacherPromptConfig)
+    sampling: GenerateSamplingConfig = field(default_factory=GenerateSamplingConfig)
+    output: GenerateOutputConfig = field(default_factory=GenerateOutputConfig)
+
+    def check(self) -> None:
+        require(not (self.teacher.url and self.teacher.api == "completions" and self.prompt.template == "chat"),
+                "prompt.template", "the /completions API applies no chat template; use r1_zero or plain, or "
+                                   "teacher.api=chat")
+
+
+@dataclass
+class VerifyConfig:
+    enabled: bool = option(True, "rejection sampling: set `correct` on every row with the verifier and drop wrong rows")
+    verifier: str = option("task", "task (the task's own scorer, as the accuracy reward; needs the task section "
+                                   "generate used), math (math-verify against the row's answer, as the math reward) "
+                                   "or match (numbers by value, text case/space-folded, against the row's answer)",
+                           ("task", "math", "match"))
+    extraction: list = option(["answer_tag", "boxed", "last_number"],
+                              "answer extraction methods tried in order (as rewards.extraction)")
+    threshold: float = option(1.0, "a row is correct when its score is >= this")
+    keep_wrong: bool = option(False, "label rows with `correct` but keep the wrong ones (input for r1lab journey)")
+
+    def check(self) -> None:
+        from r1lab.rewards.extract import EXTRACTORS
+
+        for name in self.extraction:
+            require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
+
+
+@dataclass
+class ReadabilityConfig:
+    drop_truncated: bool = option(True, "drop rows with finish_reason 'length' (cut before the answer)")
+    format: str = option("none", "required layout: none, or think (exactly <think>...</think> <answer>...</answer>, "
+                                 "the format reward's check)", ("none", "think"))
+    language: str = option("en", "target language of the chain of thought (ISO 639-1); empty = no language filter")
+    min_language_share: float = option(0.95, "drop rows whose chain of thought has a smaller share of words in the "
+                                             "target language (the language_consistency reward; R1's language "
+                                             "mixing filter)")
+    length_unit: str = option("tokens", "unit of min_length/max_length: tokens (usage.completion_tokens as the "
+                                        "teacher counted them), chars or words", ("tokens", "chars", "words"))
+    min_length: int = option(0, "drop shorter completions (0 = off)")
+    max_length: int = option(0, "drop longer completions (0 = off)")
+    max_repeated_ngrams: float = option(0.5, "drop rows whose share of repeated word n-grams exceeds this (the "
+                                             "repetition reward's measure; catches loops); 1 = off")
+    ngram_size: int = option(4, "n of the repetition measure")
+
+    def check(self) -> None:
+        require(0 <= self.min_language_share <= 1, "min_language_share", "must be in [0, 1]")
+        require(self.min_length >= 0 and self.max_length >= 0, "min_length", "lengths must be >= 0 (0 = off)")
+        require(self.max_length == 0 or self.max_length >= self.min_length, "max_length", "must be >= min_length")
+        require(0 <= self.max_repeated_ngrams <= 1, "max_repeated_ngrams", "must be in [0, 1]")
+        require(self.ngram_size >= 1, "ngram_size", "must be >= 1")
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = option(True, "drop exact duplicates (same text after lower-casing and collapsing white space)")
+    near: bool = option(True, "drop near duplicates: word-shingle Jaccard similarity >= threshold")
+    threshold: float = option(0.9, "Jaccard similarity at or above which two completions are near duplicates")
+    shingle_words: int = option(3, "words per shingle")
+    scope: str = option("prompt", "compare completions of the same prompt only (exact Jaccard, all pairs), or "
+                                  "across the whole file (MinHash + LSH candidates, then exact Jaccard)",
+                        ("prompt", "global"))
+    num_perm: int = option(128, "MinHash permutations (scope global)")
+
+    def check(self) -> None:
+        require(0 < self.threshold <= 1, "threshold", "must be in (0, 1]")
+        require(self.shingle_words >= 1, "shingle_words", "must be >= 1")
+        require(self.num_perm >= 8, "num_perm", "must be >= 8")
+
+
+@dataclass
+class FilterConfig:
+    """Rejection sampling and readability filters over `r1lab generate` output."""
+
+    input: str = option("data/traces.jsonl", "trace JSONL written by r1lab generate")
+    output: str = option("data/filtered.jsonl", "kept rows (overwritten), with `correct` set when verify is on")
+    report: str = option("", "report JSON (default: OUTPUT.report.json)")
+    task: TaskConfig = field(default_factory=TaskConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    max_per_prompt: int = option(0, "keep at most this many rows per prompt, the first ones (0 = no cap)")
+
+    def check(self) -> None:
+        require(self.input != self.output, "output", "must differ from input")
+        require(self.max_per_prompt >= 0, "max_per_prompt", "must be >= 0 (0 = no cap)")
+
+
+@dataclass
+class JourneyConfig:
+    """Journey-learning traces (O1 Replication Journey): a wrong attempt, a reflection, then the right one."""
+
+    input: str = option("data/labelled.jsonl", "rows with `correct` (r1lab filter with verify.keep_wrong=true)")
+    output: str = option("data/journey.jsonl", "the mixed journey + shortcut rows (overwritten)")
+    journey_fraction: float = option(0.5, "share of journey rows in the output; the rest are shortcut (right-only) "
+                                          "rows; 1 = journeys only, 0 = shortcut only")
+    journeys_per_prompt: int = option(1, "journeys built per prompt (each from a different wrong attempt)")
+    reflections: list = option(["Wait, let me check that again.", "Hmm, that doesn't look right. Let me redo it.",
+                                "Wait, I made a mistake. Let me recompute."],
+                               "reflection phrases between the wrong and the corrected path (one drawn per journey)")
+    max_rows: int = option(0, "largest output (0 = as many as the mix allows)")
+    seed: int = option(0, "seed of the draws (reflection phrase, pairing, mix)")
+
+    def check(self) -> None:
+        require(0 <= self.journey_fraction <= 1, "journey_fraction", "must be in [0, 1]")
+        require(self.journeys_per_prompt >= 1, "journeys_per_prompt", "must be >= 1")
+        require(bool(self.reflections) and all(isinstance(r, str) and r.strip() for r in self.reflections),
+                "reflections", "needs at least one non-empty phrase")
+        require(self.max_rows >= 0, "max_rows", "must be >= 0")
+        require(self.input != self.output, "output", "must differ from input")
+
+
+# --- r1lab rm: reward model on preference pairs (issue 7) -----------------------------------------------------
+@dataclass
+class RMModelConfig:
+    name: str = option("smollm2-135m", "causal LM whose backbone initialises the reward model (HF folder, .gguf, "
+                                       "cached hub id or smollm2-135m); the one-output score head starts fresh")
+    dtype: str = option("float32", "dtype of the trained weights", DTYPES)
+    device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
+
+
+@dataclass
+class RMDataConfig:
+    path: str = option("builtin", "preference pairs: a .jsonl file of {prompt, chosen, rejected} rows, or builtin "
+                                  "(the 200 pairs shipped in r1lab/data/builtin, CC0)")
+    eval_path: Optional[str] = option(None, "a separate held-out .jsonl file (training pairs sharing one of its "
+                                            "prompts are dropped); unset: hold out part of data.path")
+    eval_fraction: float = option(0.2, "share of the distinct prompts held out, with all their pairs, when "
+                                       "eval_path is unset (no prompt is on both sides)")
+    seed: int = option(1234, "seed of the held-out split")
+    max_length: int = option(512, "longest rendered (prompt, response) in tokens; longer pairs are dropped and "
+                                  "counted (truncating would cut the end of the response, which the head reads)")
+
+    def check(self) -> None:
+        require(0 < self.eval_fraction < 1, "eval_fraction", "must be in (0, 1)")
+        require(self.max_length >= 8, "max_length", "must be >= 8")
+
+
+@dataclass
+class RMTrainConfig:
+    steps: int = option(100, "optimizer steps")
+    pairs_per_step: int = option(16, "preference pairs per optimizer step")
+    micro_batch_size: int = option(8, "pairs per forward/backward pass (2 sequences each); gradients accumulate "
+                                      "over the rest of the step")
+    lr: float = option(1e-5, "peak learning rate (AdamW)")
+    warmup_steps: int = option(5, "linear warm-up steps")
+    schedule: str = option("linear", "learning-rate decay after warm-up", ("constant", "linear", "cosine"))
+    min_lr_ratio: float = option(0.1, "final lr as a fraction of the peak (linear/cosine)")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to norms and biases)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.999, "AdamW beta2")
+    max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
+    margin: float = option(0.0, "Bradley-Terry margin: the loss is -log sigmoid(r_chosen - r_rejected - margin) "
+                                "(Llama 2, eq. 2); 0 = the plain Bradley-Terry loss")
+    freeze_layers: int = option(0, "freeze the embeddings and the first N transformer layers (0 = train all); "
+                                   "backward stops at the first trained layer, several times cheaper on CPU")
+    seed: int = option(0, "seed of the head's initialisation and the pair order")
+    threads: int = option(0, "torch CPU threads (0 = torch default)")
+    time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
+                                            "minutes, evaluation excluded; 0 = no limit")
+
+    def check(self) -> None:
+        require(self.steps >= 1, "steps", "must be >= 1")
+        require(self.pairs_per_step >= 1, "pairs_per_step", "must be >= 1")
+        require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
+        require(self.margin >= 0, "margin", "must be >= 0")
+        require(self.freeze_layers >= 0, "freeze_layers", "must be >= 0")
+
+
+@dataclass
+class RMEvalConfig:
+    every: int = option(10, "held-out pairwise accuracy every N steps (also before step 1 and after the last); "
+                            "0 = off")
+    batch_size: int = option(16, "pairs per forward pass at evaluation")
+
+    def check(self) -> None:
+        require(self.every >= 0, "every", "must be >= 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass
+class RMLogConfig:
+    output_dir: str = option("runs/rm", "run folder: config, metrics, per-pair held-out scores, plot, checkpoints, "
+                                        "final/ (the reward model)")
+    checkpoint_every: int = option(20, "checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = option(2, "how many recent checkpoints to keep")
+    tensorboard: bool = option(True, "write TensorBoard event files")
+    progress: bool = option(True, "show a progress bar with ETA")
+
+
+@dataclass
+class RMConfig:
+    """A reward model (Bradley-Terry on preference pairs) for the `reward_model` reward of GRPO."""
+
+    model: RMModelConfig = field(default_factory=RMModelConfig)
+    data: RMDataConfig = field(default_factory=RMDataConfig)
+    train: RMTrainConfig = field(default_factory=RMTrainConfig)
+    eval: RMEvalConfig = field(default_factory=RMEvalConfig)
+    log: RMLogConfig = field(default_factory=RMLogConfig)

@@ -306,3 +306,17 @@ def test_configured_from_the_command_line_overrides(tok):
     # char tokenizer), free up to 12 - 4 = 8: (8 - 11) / 4 = -0.75
     res = score_completion("所以 is 答案 ok", EX, cfg.rewards.weights, c)
     assert res.breakdown == {"language_consistency": pytest.approx(4 / 6), "soft_overlong": pytest.approx(-0.75)}
+
+
+def test_length_rewards_use_the_rollouts_token_counts_when_given(tok):
+    # The same short text scored with the generated lengths the trainer passes: 90 and 100 tokens generated (the
+    # decoded text is shorter, e.g. special tokens stripped) -> DAPO ramp (80 - 90) / 20 and -1; without lengths
+    # the re-tokenised 3 tokens would score 0.
+    from r1lab.rewards import score_batch
+
+    c = ctx({"soft_overlong": {"max_length": 100, "cache_length": 20}}, tokenizer=tok)
+    results = score_batch(["aaa", "aaa"], [EX, EX], {"soft_overlong": 1.0}, c, token_lengths=[90, 100])
+    assert [r.total for r in results] == pytest.approx([-0.5, -1.0])
+    assert score_batch(["aaa"], [EX], {"soft_overlong": 1.0}, c)[0].total == 0.0
+    with pytest.raises(ValueError, match="1 token lengths but 2 completions"):
+        score_batch(["a", "b"], [EX, EX], {"soft_overlong": 1.0}, c, token_lengths=[3])

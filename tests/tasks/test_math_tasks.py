@@ -59,8 +59,21 @@ def test_math_file_task_keeps_the_file_rules(math_file, tmp_path):
     bad.write_text(json.dumps({"prompt": "x"}) + "\n")
     with pytest.raises(DatasetFormatError, match="bad.jsonl:1: missing field 'answer'"):
         load_task(f"math:{bad}", eval_size=1)
-    with pytest.raises(ValueError, match="task.params apply only to rg: tasks"):
+    # task.params of a math: task are the verifier's settings; anything else is named with the allowed keys
+    with pytest.raises(ValueError, match=r"task.params: unknown parameter 'min_terms'; allowed: timeout, workers"):
         load_task(f"math:{math_file}", {"min_terms": 2}, eval_size=2)
+    with pytest.raises(ValueError, match=r"parameter 'timeout' must be a number of seconds > 0"):
+        load_task(f"math:{math_file}", {"timeout": 0}, eval_size=2)
+
+
+def test_math_file_task_uses_its_verifier_settings(math_file):
+    """A math: task's scorer checks with the pool of its own settings (task.params), not the defaults."""
+    from r1lab.rewards.mathcheck import _SHARED
+
+    task = load_task(f"math:{math_file}", {"timeout": 7.5, "workers": 1}, seed=0, eval_size=2)
+    half = _by_answer(task, r"\frac{1}{2}")
+    assert task.score("0.5", half) == 1.0
+    assert any(key[1:3] == (1, 7.5) for key in _SHARED)
 
 
 def test_accuracy_reward_on_a_math_file_task(math_file):

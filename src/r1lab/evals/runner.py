@@ -101,13 +101,8 @@ def spread(values: dict[str, float | None]) -> dict[str, float | None]:
 
 
 def task_params(task_cfg) -> dict:
-    """The task's params; the default ones (reasoning-gym arithmetic settings) are dropped for other task kinds, so
-    ``--task humaneval`` works without ``--set task.params={}``."""
-    from r1lab.config import TaskConfig
-
-    if not task_cfg.name.startswith("rg:") and task_cfg.params == TaskConfig().params:
-        return {}
-    return task_cfg.params
+    """The task's params as loaded (see ``TaskConfig.resolved_params``)."""
+    return task_cfg.resolved_params()
 
 
 def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None) -> EvalResult:

@@ -212,3 +212,6 @@ def _reference_times(examples: list[Example], limits, workers) -> dict[str, floa
         else:
             times[example_id] = result.duration_s
     return times
+
+
+code_reward.check_params = CodeRewardParams.from_dict  # config-time validation of rewards.params.code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from r1lab.rewards.functions import REWARDS, RewardContext, is_batched
@@ -12,7 +13,9 @@ def score_completion(completion: str, example: Example, weights: dict[str, float
     return score_batch([completion], [example], weights, ctx)[0]
 
 
-def _scores_of(name: str, completions: list[str], examples: list[Example], ctx: RewardContext) -> list:
+def _scores_of(
+    name: str, completions: list[str], examples: list[Example], ctx: RewardContext, token_lengths: list[int] | None
+) -> list:
     """One reward function over the batch: a float or the exception for each sample."""
     try:
         fn = REWARDS.get(name)
@@ -28,21 +31,29 @@ def _scores_of(name: str, completions: list[str], examples: list[Example], ctx: 
             return [err] * len(completions)
         return scores
     scores = []
-    for completion, example in zip(completions, examples):
+    for i, (completion, example) in enumerate(zip(completions, examples)):
+        sample_ctx = ctx if token_lengths is None else dataclasses.replace(ctx, completion_tokens=token_lengths[i])
         try:
-            scores.append(fn(completion, example, ctx))
+            scores.append(fn(completion, example, sample_ctx))
         except Exception as err:  # noqa: BLE001 - any verifier failure is surfaced, see RewardResult.error
             scores.append(err)
     return scores
 
 
 def score_batch(
-    completions: list[str], examples: list[Example], weights: dict[str, float], ctx: RewardContext
+    completions: list[str], examples: list[Example], weights: dict[str, float], ctx: RewardContext,
+    token_lengths: list[int] | None = None,
 ) -> list[RewardResult]:
-    """Score completion i against examples[i] with every weighted reward function."""
+    """Score completion i against examples[i] with every weighted reward function.
+
+    ``token_lengths[i]``, when given, is the number of tokens generated for completion i; per-completion rewards
+    see it as ``ctx.completion_tokens`` (exact, where re-tokenising the decoded text may differ at the edges).
+    """
     if len(completions) != len(examples):
         raise ValueError(f"{len(completions)} completions but {len(examples)} examples")
-    per_function = {name: _scores_of(name, completions, examples, ctx) for name in weights}
+    if token_lengths is not None and len(token_lengths) != len(completions):
+        raise ValueError(f"{len(token_lengths)} token lengths but {len(completions)} completions")
+    per_function = {name: _scores_of(name, completions, examples, ctx, token_lengths) for name in weights}
     results = []
     for i in range(len(completions)):
         breakdown: dict[str, float] = {}

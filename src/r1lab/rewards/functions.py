@@ -32,6 +32,10 @@ class RewardContext:
     params: dict = field(default_factory=dict)  # reward name -> its keyword parameters (config: rewards.params)
     tokenizer: object | None = None  # for length-aware rewards (token counts of a completion)
     max_new_tokens: int | None = None  # the rollout length limit, for overlong / length-scaled rewards
+    # Tokens the policy generated for the completion being scored (EOS included, as it counts against
+    # max_new_tokens). Set per sample by ``score_batch`` when the caller passes the rollout's lengths; length
+    # rewards then use it instead of re-tokenising the decoded text.
+    completion_tokens: int | None = None
 
     def params_of(self, name: str) -> dict:
         """The parameters configured for reward ``name`` (empty when none)."""
@@ -41,6 +45,19 @@ class RewardContext:
 def reward_params(ctx: RewardContext, name: str, defaults: dict) -> dict:
     """The configured parameters of reward ``name`` (``rewards.params.<name>``) over ``defaults``."""
     return merge_params(f"reward {name!r}", ctx.params_of(name), defaults, f" in rewards.params.{name}")
+
+
+def check_reward_params(name: str, params: dict) -> None:
+    """Config-time check of ``rewards.params.<name>``: a reward with its own ``check_params`` runs it; one with
+    declared defaults rejects unknown keys; one that declares nothing takes no parameters."""
+    fn = REWARDS.get(name)
+    checker = getattr(fn, "check_params", None)
+    if checker is not None:
+        checker(params)
+    elif hasattr(fn, "param_defaults"):
+        merge_params(f"reward {name!r}", params, fn.param_defaults, f" in rewards.params.{name}")
+    elif params:
+        raise ValueError(f"reward {name!r} takes no parameters, got {', '.join(sorted(params))}")
 
 
 def batched(fn: Callable) -> Callable:

@@ -273,3 +273,7 @@ def llm_judge(completions: list[str], examples: list[Example], ctx: RewardContex
         except JudgeReplyError as err:
             scores.append(err)
     return scores
+
+
+# config-time validation of rewards.params.llm_judge (the same checks as at scoring time)
+llm_judge.check_params = lambda params: judge_params(RewardContext(task=None, params={"llm_judge": params}))

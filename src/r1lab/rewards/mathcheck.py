@@ -313,12 +313,13 @@ def close_shared_pools() -> None:
         pool.close()
 
 
-def verify_math(prediction_text: str, gold: str) -> float:
+def verify_math(prediction_text: str, gold: str, settings: dict | None = None) -> float:
     """1.0 when the answer in ``prediction_text`` (a completion or an extracted answer) equals ``gold``, else 0.0.
 
-    Raises ``MathVerifyTimeout`` / ``MathVerifyError`` when the check could not be done. Uses the shared pool.
+    Raises ``MathVerifyTimeout`` / ``MathVerifyError`` when the check could not be done. Uses the shared pool
+    for ``settings`` (timeout, workers, memory_mb; checked by ``check_math_params``).
     """
-    result = shared_pool().score([(prediction_text, gold)])[0]
+    result = pool_for_settings(settings or {}).score([(prediction_text, gold)])[0]
     if isinstance(result, BaseException):
         raise result
     return result
@@ -335,14 +336,19 @@ _PARAMS = {
 }
 
 
-def _pool_for(ctx: RewardContext) -> MathVerifierPool:
-    params = ctx.params_of("math")
+def check_math_params(params: dict, owner: str = "reward 'math'") -> dict:
+    """Validate the verifier settings (``rewards.params.math``, or a math: task's ``task.params``)."""
     for key, value in params.items():
         if key not in _PARAMS:
-            raise ValueError(f"reward 'math': unknown parameter {key!r}; allowed: {', '.join(_PARAMS)}")
+            raise ValueError(f"{owner}: unknown parameter {key!r}; allowed: {', '.join(_PARAMS)}")
         test, what = _PARAMS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
-            raise ValueError(f"reward 'math': parameter {key!r} must be {what}, got {value!r}")
+            raise ValueError(f"{owner}: parameter {key!r} must be {what}, got {value!r}")
+    return params
+
+
+def pool_for_settings(params: dict) -> MathVerifierPool:
+    check_math_params(params)
     return shared_pool(params.get("workers"), params.get("timeout", DEFAULT_TIMEOUT),
                        params.get("memory_mb", DEFAULT_MEMORY_MB))
 
@@ -353,4 +359,7 @@ def math_reward(completions: list[str], examples: list[Example], ctx: RewardCont
     """math-verify equivalence of each completion's final answer with ``example.answer`` (1 or 0), batch in the
     pool. Parameters (``rewards.params.math``): ``timeout`` s per item, ``workers``, ``memory_mb`` per worker
     (0 = no cap)."""
-    return _pool_for(ctx).score([(c, e.answer) for c, e in zip(completions, examples)])
+    return pool_for_settings(ctx.params_of("math")).score([(c, e.answer) for c, e in zip(completions, examples)])
+
+
+math_reward.check_params = check_math_params  # config-time validation of rewards.params.math

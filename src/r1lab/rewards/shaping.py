@@ -24,12 +24,12 @@ from r1lab.types import Example
 
 
 def token_length(text: str, ctx: RewardContext, name: str) -> int:
-    """Number of tokens of ``text`` under the policy's tokenizer (no special tokens added).
-
-    The rollout decodes completions without special tokens, so the EOS token is not counted; re-tokenising decoded
-    text may differ from the generated ids by a token or so at the edges (BPE merges), which the length rewards
-    tolerate.
+    """Length of the completion in tokens: the rollout's own count when the trainer passed it
+    (``ctx.completion_tokens``, exact, EOS included), else ``text`` re-tokenised with the policy's tokenizer (no
+    special tokens; may differ from the generated ids by a token at the edges, and the EOS is not counted).
     """
+    if ctx.completion_tokens is not None:
+        return ctx.completion_tokens
     if ctx.tokenizer is None:
         raise ValueError(f"reward {name!r} measures length in tokens and needs RewardContext.tokenizer; none was given")
     return len(ctx.tokenizer(text, add_special_tokens=False)["input_ids"])

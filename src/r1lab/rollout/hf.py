@@ -1,4 +1,5 @@
-"""Batched rollouts with HF ``generate`` on a (possibly lower-precision) copy of the policy."""
+"""Batched rollouts on a (possibly lower-precision) copy of the policy: HF ``generate``'s decode loop with shared
+prompt prefill and finished sequences leaving the batch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
+from r1lab.rollout.sampling import next_tokens
 from r1lab.types import RolloutBatch
 
 
@@ -23,15 +25,17 @@ def eos_token_ids(model, tokenizer) -> list[int]:
 
 
 class HFGenerateEngine:
-    """Generates with ``model.generate`` in ``dtype`` (e.g. bf16 rollouts from fp32 training weights).
+    """Generates in ``dtype`` (e.g. bf16 rollouts from fp32 training weights).
 
     When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` is free; otherwise the
     engine keeps its own copy, refreshed by ``sync_weights`` after each optimizer step.
     """
 
-    def __init__(self, policy: torch.nn.Module, tokenizer, dtype: torch.dtype | None = None, batch_size: int = 64):
+    def __init__(self, policy: torch.nn.Module, tokenizer, dtype: torch.dtype | None = None, batch_size: int = 64,
+                 min_new_tokens: int = 0):
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.min_new_tokens = min_new_tokens  # EOS is banned before this many tokens (HF's min_new_tokens)
         policy_dtype = next(policy.parameters()).dtype
         self.shares_policy = dtype is None or dtype == policy_dtype
         self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype).eval()
@@ -50,24 +54,13 @@ class HFGenerateEngine:
         tok = self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         unique_ids, unique_mask = enc.input_ids.to(device), enc.attention_mask.to(device)  # (U, P)
-        greedy = sampling.temperature <= 0
-        gen_kwargs = dict(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=not greedy,
-            eos_token_id=self.eos_ids,
-            pad_token_id=tok.pad_token_id,
-        )
-        if not greedy:
-            gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
-        else:  # the model's generation_config may carry sampling defaults; override them explicitly
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         was_training = self.model.training
         self.model.eval()
         chunks = []
-        prompts_per_chunk = max(1, self.batch_size // n)  # whole groups per generate call
+        prompts_per_chunk = max(1, self.batch_size // n)  # whole groups per decode batch
         for start in range(0, unique_ids.shape[0], prompts_per_chunk):
             ids, mask = unique_ids[start : start + prompts_per_chunk], unique_mask[start : start + prompts_per_chunk]
-            chunks.append(self._generate_groups(ids, mask, n, gen_kwargs))
+            chunks.append(self._generate_groups(ids, mask, n, sampling))
         if was_training:
             self.model.train()
         width = max(c.shape[1] for c in chunks)
@@ -83,23 +76,40 @@ class HFGenerateEngine:
             group_size=n,
         )
 
-    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int, gen_kwargs: dict) -> torch.Tensor:
-        """(U, P) prompts -> (U * n, C) completions, rows grouped by prompt.
+    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int, sampling: SamplingParams) -> torch.Tensor:
+        """(U, P) left-padded prompts -> (U * n, C) completions, rows grouped by prompt, padded after EOS.
 
-        The n samples of a prompt share its prefix: all but the last prompt token are run once per prompt and the
-        key/value cache is repeated n times, so the prefill costs 1/n of running every row (the last token is
-        left to generate(), which needs at least one uncached input).
+        The decode loop of HF ``generate`` (same positions, masks, cache and sampling), with two savings:
+        each prompt is prefilled once and its key/value cache repeated for its n samples, and finished rows
+        leave the batch (their cache rows are dropped once a quarter of the batch has finished, so the copy of
+        the cache is paid a few times, not once per finished row).
         """
-        rows_ids, rows_mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)  # (U * n, P)
-        if n == 1 or ids.shape[1] < 2:
-            out = self.model.generate(input_ids=rows_ids, attention_mask=rows_mask, **gen_kwargs)
-            return out[:, ids.shape[1] :]
-        prefix_mask = mask[:, :-1]
-        prefill = self.model(
-            input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids_from_mask(prefix_mask),
-            use_cache=True, logits_to_keep=1,
-        )
+        U, P = ids.shape
+        B, device = U * n, ids.device
+        eos = torch.tensor(self.eos_ids, device=device)
+        out = torch.full((B, sampling.max_new_tokens), self.tokenizer.pad_token_id, dtype=torch.long, device=device)
+        prefill = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                             use_cache=True, logits_to_keep=1)
         cache = prefill.past_key_values
         cache.batch_repeat_interleave(n)
-        out = self.model.generate(input_ids=rows_ids, attention_mask=rows_mask, past_key_values=cache, **gen_kwargs)
-        return out[:, ids.shape[1] :]
+        logits = prefill.logits[:, -1].repeat_interleave(n, dim=0)  # (B, V)
+        attn = mask.repeat_interleave(n, dim=0)  # (rows, P + t): the rows still in the batch
+        position = attn.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token
+        rows = torch.arange(B, device=device)  # batch row -> output row
+        done = torch.zeros(B, dtype=torch.bool, device=device)  # per batch row
+        for t in range(sampling.max_new_tokens):
+            token = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None)  # (rows,)
+            live = ~done
+            out[rows[live], t] = token[live]
+            done = done | torch.isin(token, eos)
+            if t == sampling.max_new_tokens - 1 or bool(done.all()):
+                break
+            if int(done.sum()) * 4 >= len(rows):  # drop finished rows from the batch and the cache
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, token, attn, position, done = rows[keep], token[keep], attn[keep], position[keep], done[keep]
+            attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
+            position = position + 1
+            logits = self.model(input_ids=token.unsqueeze(1), attention_mask=attn, position_ids=position,
+                                past_key_values=cache, use_cache=True).logits[:, -1]
+        return out

@@ -21,20 +21,20 @@ def load_task(
     if name.startswith("math:"):  # a user file whose answers are checked by math-verify
         from r1lab.tasks.math import load_math_file_task
 
-        if params:
-            raise ValueError(f"task {name}: task.params apply only to rg: tasks, got {params}")
-        return load_math_file_task(name[5:], seed, eval_size, eval_path)
+        return load_math_file_task(name[5:], seed, eval_size, eval_path, verifier=params)
     if name == "humaneval" or name.startswith("code:"):  # code run against unit tests in the sandbox
         from r1lab.tasks.code import load_code_task
 
         if params:
-            raise ValueError(f"task {name}: task.params apply only to rg: tasks, got {params}")
+            raise ValueError(f"task {name}: task.params apply only to rg: tasks (and math: tasks' verifier "
+                             f"settings), got {params}")
         return load_code_task(name, seed, eval_size, eval_path)
     if name.endswith((".jsonl", ".json", ".parquet")):
         from r1lab.tasks.files import load_file_task
 
         if params:
-            raise ValueError(f"task {name}: task.params apply only to rg: tasks, got {params}")
+            raise ValueError(f"task {name}: task.params apply only to rg: tasks (and math: tasks' verifier "
+                             f"settings), got {params}")
         return load_file_task(name, seed, eval_size, eval_path)
     raise ValueError(f"unknown task {name!r}: use 'rg:<reasoning-gym dataset>' (e.g. rg:chain_sum), "
                      "a .jsonl/.parquet file, math:<file> to check its answers with math-verify, "

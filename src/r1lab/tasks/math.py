@@ -9,7 +9,9 @@ dataset's answer format; load them as ``rg:NAME``.
 
 from __future__ import annotations
 
-from r1lab.rewards.mathcheck import verify_math
+from functools import partial
+
+from r1lab.rewards.mathcheck import check_math_params, verify_math
 from r1lab.tasks.base import Task
 from r1lab.tasks.files import load_file_task
 from r1lab.types import Example
@@ -17,12 +19,16 @@ from r1lab.types import Example
 PREFIX = "math:"
 
 
-def math_scorer(answer: str, example: Example) -> float:
+def math_scorer(answer: str, example: Example, settings: dict | None = None) -> float:
     """math-verify equivalence of an extracted answer with the gold; raises when the check itself fails."""
-    return verify_math(answer, example.answer)
+    return verify_math(answer, example.answer, settings)
 
 
-def load_math_file_task(path: str, seed: int, eval_size: int, eval_path: str | None = None) -> Task:
-    """``path`` without the ``math:`` prefix; the held-out file (``eval_path``), if any, is read the same way."""
+def load_math_file_task(
+    path: str, seed: int, eval_size: int, eval_path: str | None = None, verifier: dict | None = None
+) -> Task:
+    """``path`` without the ``math:`` prefix; the held-out file (``eval_path``), if any, is read the same way.
+    ``verifier`` holds the math-verify pool settings (timeout, workers, memory_mb) from ``task.params``."""
+    settings = check_math_params(dict(verifier or {}), owner=f"task {PREFIX}{path}: task.params")
     task = load_file_task(path, seed, eval_size, eval_path)
-    return Task(name=f"{PREFIX}{path}", train=task.train, eval=task.eval, scorer=math_scorer)
+    return Task(name=f"{PREFIX}{path}", train=task.train, eval=task.eval, scorer=partial(math_scorer, settings=settings))

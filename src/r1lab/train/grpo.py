@@ -89,8 +89,9 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     reference = None
     if cfg.algo.beta > 0:  # beta = 0: no reference model at all (memory and one forward pass saved)
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size)
-    task = load_task(cfg.task.name, cfg.task.params, cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
+    engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size,
+                              min_new_tokens=cfg.rollout.min_new_tokens)
+    task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
                      cfg.task.eval_path)
     ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
                         tokenizer=tokenizer, max_new_tokens=cfg.rollout.max_new_tokens)
@@ -147,7 +148,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
         # 2. score every completion against its own example
         grouped_examples = [e for e in examples for _ in range(cfg.rollout.group_size)]
-        results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx)
+        results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx,
+                              token_lengths=batch.lengths.long().tolist())
         rewards = torch.tensor([r.total for r in results], dtype=torch.float32)  # (B,)
         valid = torch.tensor([r.valid for r in results])  # (B,)
         counters["reward_errors"] += int((~valid).sum())
@@ -286,7 +288,8 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     n_iter = max(algo.num_iterations, 1)
     return {"loss/policy": sums["loss"] / n_iter, "loss/kl": sums["kl"] / n_iter if reference is not None else None,
             "policy/clip_fraction": sums["clip_frac"] / n_iter, "policy/entropy": sums["entropy"] if micro else None,
-            "policy/grad_norm": grad_norm, "policy/trained_sequences": len(rows), "skipped": skipped}
+            "policy/grad_norm": grad_norm, "policy/trained_sequences": len(rows),
+            "tokens/trained": float(loss_mask[rows].sum()), "skipped": skipped}
 
 
 def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor, adv: torch.Tensor) -> dict:
@@ -299,7 +302,7 @@ def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor,
     groups = rewards.view(-1, G)
     metrics["reward/zero_variance_groups"] = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())
     lengths = batch.lengths.float()
-    metrics.update({"completion/mean_length": float(lengths.mean()), "completion/max_length": float(lengths.max()),
+    metrics.update({"tokens/generated": float(lengths.sum()),"completion/mean_length": float(lengths.mean()), "completion/max_length": float(lengths.max()),
                     "completion/truncated_fraction": float(batch.truncated.float().mean()),
                     "reward/invalid_fraction": float((~valid).float().mean())})
     return metrics

@@ -1,0 +1,179 @@
+"""``r1lab generate``: k teacher samples per prompt, appended to a JSONL file of trace rows (resumable).
+
+The R1 report distils by SFT on ~800K teacher samples; Sky-T1 on 17K. This job writes such samples in the trace
+row format (id, prompt, completion, answer, sample, teacher, usage, finish_reason, meta; see
+``notes/trace_format.md``). Each row is written and flushed as soon as the teacher returns it, so a kill loses at
+most the requests in flight; a re-run skips the (id, sample) pairs already in the file, and a last line cut by a
+kill is dropped. Token usage and cost (``teacher.price_input`` / ``price_output`` USD per million tokens) are
+recorded per row (``meta.cost_usd``) and summed in ``PATH.summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from r1lab.data.teachers import Teacher, TeacherError, TeacherPrompt, TeacherRequest, TeacherSampling, make_teacher
+
+
+class TraceFileError(ValueError):
+    """A broken trace file; the message names the file, the line and the problem."""
+
+
+def summary_path(output: str | Path) -> Path:
+    return Path(f"{output}.summary.json")
+
+
+def cost_usd(prompt_tokens: int, completion_tokens: int, price_input: float, price_output: float) -> float:
+    """Cost of one request at prices in USD per million input / output tokens."""
+    return (prompt_tokens * price_input + completion_tokens * price_output) / 1e6
+
+
+def scan_output(path: Path) -> tuple[set[tuple[str, int]], dict]:
+    """(id, sample) pairs already in ``path`` and their totals. A last line without its newline that is not valid
+    JSON is the row a kill interrupted: it is cut off the file (and will be generated again). A broken line
+    elsewhere is a TraceFileError naming file and line."""
+    done: set[tuple[str, int]] = set()
+    totals = {"rows": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    if not path.exists():
+        return done, totals
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    offset, cut = 0, False
+    for lineno, raw in enumerate(lines, start=1):
+        last = lineno == len(lines)
+        if raw.strip():
+            try:
+                row = json.loads(raw)
+                key = (row["id"], int(row["sample"]))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+                if last:  # cut by a kill mid-write: drop it
+                    with open(path, "r+b") as f:
+                        f.truncate(offset)
+                    cut = True
+                    print(f"note: {path}:{lineno}: dropped an incomplete last line (an interrupted write)",
+                          file=sys.stderr)
+                    break
+                raise TraceFileError(f"{path}:{lineno}: not a trace row ({err!r}); fix or remove that line") from None
+            done.add(key)
+            usage = row.get("usage") or {}
+            totals["rows"] += 1
+            totals["prompt_tokens"] += int(usage.get("prompt_tokens", 0))
+            totals["completion_tokens"] += int(usage.get("completion_tokens", 0))
+            totals["cost_usd"] += float((row.get("meta") or {}).get("cost_usd", 0.0))
+        offset += len(raw) + 1
+    if data and not data.endswith(b"\n") and not cut:
+        with open(path, "ab") as f:  # a complete last row missing only its newline
+            f.write(b"\n")
+    return done, totals
+
+
+def sample_seed(seed: int, example_id: str, sample: int) -> int:
+    """A stable 31-bit seed per (run seed, prompt, sample): the same on a resumed run."""
+    return zlib.crc32(f"{seed}:{example_id}:{sample}".encode()) & 0x7FFFFFFF
+
+
+def build_teacher(cfg) -> Teacher:
+    """The teacher a GenerateConfig describes."""
+    t, p, s = cfg.teacher, cfg.prompt, cfg.sampling
+    return make_teacher(
+        t.name, url=t.url, prompt=TeacherPrompt(p.template, p.system, p.instruction),
+        sampling=TeacherSampling(s.temperature, s.top_p, s.max_new_tokens),
+        fmt=t.format, error_rate=t.error_rate, seed=s.seed, api=t.api, api_key_env=t.api_key_env,
+        concurrency=t.concurrency, max_retries=t.max_retries, backoff_s=t.backoff_s, timeout_s=t.timeout_s,
+        dtype=t.dtype, device=t.device, batch_size=t.batch_size,
+    )
+
+
+def run_generate(cfg, teacher: Teacher | None = None) -> dict:
+    """Generate the missing samples of ``cfg`` and return the summary (also written to PATH.summary.json).
+
+    A teacher failure (an endpoint after its retries) leaves every finished row in the file, writes the summary
+    with the error, and re-raises.
+    """
+    from r1lab.tasks import load_task
+    from r1lab.track.progress import Progress
+
+    task = load_task(cfg.task.name, cfg.task.params, cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
+                     cfg.task.eval_path)
+    examples = task.train if cfg.output.split == "train" else task.eval
+    if cfg.output.num_prompts:
+        examples = examples[: cfg.output.num_prompts]
+    path = Path(cfg.output.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done, before = scan_output(path)
+    k, seed = cfg.sampling.k, cfg.sampling.seed
+    requests = [TeacherRequest(e, s, sample_seed(seed, e.id, s)) for e in examples for s in range(k)
+                if (e.id, s) not in done]
+    skipped = len(examples) * k - len(requests)
+    teacher = teacher or build_teacher(cfg)
+    price_in, price_out = cfg.teacher.price_input, cfg.teacher.price_output
+    run = {"rows": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "truncated": 0, "mistakes": 0}
+    progress = Progress(total=len(examples) * k, initial=skipped, enabled=cfg.output.progress and bool(requests),
+                        desc="generate")
+    started, error = time.perf_counter(), None
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            for req, reply in teacher.generate(requests):
+                row = trace_row(req, reply, teacher.name, cfg, cost_usd(reply.prompt_tokens, reply.completion_tokens,
+                                                                         price_in, price_out))
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()  # a kill loses at most the requests in flight
+                run["rows"] += 1
+                run["prompt_tokens"] += reply.prompt_tokens
+                run["completion_tokens"] += reply.completion_tokens
+                run["cost_usd"] += row["meta"]["cost_usd"]
+                run["truncated"] += reply.finish_reason == "length"
+                run["mistakes"] += bool(reply.meta.get("mistake"))
+                progress.update(skipped + run["rows"])
+    except (TeacherError, KeyboardInterrupt) as err:
+        error = err
+    finally:
+        progress.close()
+        teacher.close()
+    elapsed = time.perf_counter() - started
+    summary = {
+        "output": str(path), "teacher": teacher.name, "task": cfg.task.name, "split": cfg.output.split,
+        "prompts": len(examples), "k": k, "rows_expected": len(examples) * k, "rows_skipped": skipped,
+        "rows_written": run["rows"], "rows_in_file": before["rows"] + run["rows"],
+        "prices_per_million": {"input": price_in, "output": price_out},
+        "run": {**run, "elapsed_s": round(elapsed, 3), "rows_per_s": run["rows"] / elapsed if elapsed > 0 else None},
+        "file": {key: before[key] + run[key] for key in ("prompt_tokens", "completion_tokens", "cost_usd")},
+        "error": None if error is None else str(error) or type(error).__name__,
+    }
+    summary_path(path).write_text(json.dumps(summary, indent=2) + "\n")
+    if error is not None:
+        raise error
+    return summary
+
+
+def trace_row(req: TeacherRequest, reply, teacher_name: str, cfg, cost: float) -> dict:
+    """One row in the trace format; ``prompt`` is the bare question (the student's template is applied later)."""
+    meta = {"task": cfg.task.name, "temperature": cfg.sampling.temperature, "latency_s": round(reply.latency_s, 4),
+            "cost_usd": cost, **reply.meta}
+    return {
+        "id": req.example.id, "prompt": req.example.question, "completion": reply.completion,
+        "answer": req.example.answer, "sample": req.sample, "teacher": teacher_name,
+        "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
+        "finish_reason": reply.finish_reason, "meta": meta,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """A few lines for the terminal."""
+    run, file = summary["run"], summary["file"]
+    lines = [
+        f"{summary['output']}: {summary['rows_written']} rows written, {summary['rows_skipped']} already there "
+        f"({summary['rows_in_file']} in the file; {summary['prompts']} prompts x k={summary['k']})",
+        f"tokens this run: {run['prompt_tokens']} in, {run['completion_tokens']} out; cost ${run['cost_usd']:.6f} "
+        f"(file: ${file['cost_usd']:.6f}) at ${summary['prices_per_million']['input']} / "
+        f"${summary['prices_per_million']['output']} per million tokens",
+        f"{run['truncated']} cut at max_new_tokens; {run['elapsed_s']:.1f} s"
+        + (f" ({run['rows_per_s']:.1f} rows/s)" if run["rows_per_s"] else ""),
+    ]
+    if run["mistakes"]:
+        lines.append(f"{run['mistakes']} traces with an injected mistake (teacher.error_rate)")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""Next-token choice from a (B, V) row of logits: greedy, or temperature / top-k / top-p sampling.
+
+The same processing, in the same order, as HF ``generate`` (temperature, then top-k, then top-p, on fp32
+logits; Holtzman et al. 2020 for nucleus sampling), so a rollout engine with its own decode loop samples from
+the distribution ``generate`` would.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from r1lab.rollout.base import SamplingParams
+
+
+def warp_logits(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
+    """(B, V) fp32 logits -> the logits sampled from: / temperature, outside top-k and top-p set to -inf."""
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    if sampling.top_k and sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        # Smallest set whose probability reaches top_p: drop the low tail whose cumulative mass is <= 1 - top_p
+        # (ascending order, so the most likely token is last and always kept).
+        sorted_logits, order = torch.sort(logits, dim=-1)
+        tail = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= 1 - sampling.top_p
+        tail[:, -1] = False
+        logits = logits.masked_fill(tail.scatter(1, order, tail), float("-inf"))
+    return logits
+
+
+def next_tokens(logits: torch.Tensor, sampling: SamplingParams, banned: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids. ``banned`` (K,) ids get -inf first (EOS before min_new_tokens)."""
+    logits = logits.float()
+    if banned is not None:
+        logits = logits.index_fill(1, banned, float("-inf"))
+    if sampling.temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = warp_logits(logits, sampling).softmax(dim=-1)
+    return torch.multinomial(probs, num_samples=1).squeeze(1)

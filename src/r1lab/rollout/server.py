@@ -1,0 +1,205 @@
+"""``r1lab serve``: an OpenAI-compatible HTTP server on r1lab's own generation engine (``HFGenerateEngine``).
+
+Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (messages through the tokenizer's chat template) and
+``POST /v1/completions`` (a raw prompt). Request fields honoured: model (echoed), messages / prompt, max_tokens,
+temperature (0 = greedy), top_p, top_k, n, seed, stop. Responses carry ``usage`` (prompt_tokens,
+completion_tokens counted with the model's tokenizer, completion tokens including the end-of-sequence token)
+and ``finish_reason`` ("length" when max_tokens cut the completion, else "stop").
+
+Standard library only (``http.server.ThreadingHTTPServer``): connections are handled in threads, generation is
+serialised by a lock (one model, one forward at a time). Meant for local use (distillation with a local teacher,
+tests of endpoint clients); for throughput use vLLM or SGLang, which speak the same API.
+
+``fail_first`` / ``fail_status`` answer the first N generation requests with an error status, to test a
+client's retries (``r1lab generate`` is tested that way).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from r1lab.rollout.base import SamplingParams
+
+
+class RequestError(ValueError):
+    """A malformed request: answered with 400 and the message."""
+
+
+class CompletionService:
+    """The model side of the server: turns an OpenAI request body into a response body."""
+
+    def __init__(self, model, tokenizer, model_name: str, batch_size: int = 16, fail_first: int = 0,
+                 fail_status: int = 500):
+        from r1lab.rollout.hf import HFGenerateEngine
+
+        self.engine = HFGenerateEngine(model.eval(), tokenizer, batch_size=batch_size)
+        self.tokenizer, self.model_name = tokenizer, model_name
+        self.fail_first, self.fail_status = fail_first, fail_status
+        self.requests_seen = 0
+        self._lock = threading.Lock()  # one generate() at a time: the model is shared by every handler thread
+        self._count_lock = threading.Lock()
+
+    def injected_failure(self) -> int | None:
+        """The status to answer this generation request with, while ``fail_first`` requests have not failed yet."""
+        with self._count_lock:
+            self.requests_seen += 1
+            return self.fail_status if self.requests_seen <= self.fail_first else None
+
+    def prompt_text(self, body: dict, chat: bool) -> str:
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages
+            ):
+                raise RequestError("'messages' must be a non-empty list of {role, content} strings")
+            if self.tokenizer.chat_template is None:
+                raise RequestError("this model's tokenizer has no chat template; use /v1/completions")
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise RequestError("'prompt' must be a string (one prompt per request)")
+        return prompt
+
+    def complete(self, body: dict, chat: bool) -> dict:
+        import torch
+
+        prompt = self.prompt_text(body, chat)
+        sampling = self._sampling(body)
+        n = body.get("n", 1)
+        if not isinstance(n, int) or n < 1:
+            raise RequestError(f"'n' must be a positive integer, got {n!r}")
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        with self._lock:
+            if body.get("seed") is not None:
+                torch.manual_seed(int(body["seed"]))
+            batch = self.engine.generate([prompt], n, sampling)
+        prompt_tokens = int(batch.prompt_mask[0].sum())
+        lengths = batch.lengths.long().tolist()
+        choices = []
+        for i, text in enumerate(batch.texts):
+            finish = "length" if bool(batch.truncated[i]) else "stop"
+            cut = [text.index(s) for s in stop if s and s in text]
+            if cut:
+                text, finish = text[: min(cut)], "stop"
+            choice = {"index": i, "finish_reason": finish}
+            choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+            choices.append(choice)
+        completion_tokens = int(sum(lengths))
+        return {
+            "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model") or self.model_name,
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    @staticmethod
+    def _sampling(body: dict) -> SamplingParams:
+        try:
+            max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
+            temperature = float(body.get("temperature", 1.0))
+            top_p = float(body.get("top_p", 1.0))
+            top_k = int(body.get("top_k", 0) or 0)
+        except (TypeError, ValueError) as err:
+            raise RequestError(f"bad sampling parameter: {err}") from None
+        if max_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
+            raise RequestError("need max_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
+        return SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_tokens)
+
+    def models(self) -> dict:
+        return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "r1lab"}]}
+
+
+def _handler(service: CompletionService, verbose: bool):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+            if verbose:
+                super().log_message(format, *args)
+
+        def _send(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str) -> None:
+            self._send(status, {"error": {"message": message, "type": HTTPStatus(status).phrase, "code": status}})
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path.rstrip("/") in ("/v1/models", "/models"):
+                self._send(200, service.models())
+            elif self.path.rstrip("/") in ("/health", "/v1/health"):
+                self._send(200, {"status": "ok"})
+            else:
+                self._error(404, f"no such endpoint: GET {self.path}")
+
+        def do_POST(self):  # noqa: N802
+            path = self.path.rstrip("/")
+            chat = path in ("/v1/chat/completions", "/chat/completions")
+            if not chat and path not in ("/v1/completions", "/completions"):
+                self._error(404, f"no such endpoint: POST {self.path}")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            status = service.injected_failure()
+            if status is not None:
+                self._error(status, "injected failure (r1lab serve --fail-first)")
+                return
+            try:
+                body = json.loads(raw or b"{}")
+                if not isinstance(body, dict):
+                    raise RequestError("the request body must be a JSON object")
+                self._send(200, service.complete(body, chat))
+            except (json.JSONDecodeError, RequestError) as err:
+                self._error(400, str(err))
+            except Exception as err:  # noqa: BLE001 - a server answers 500 rather than dropping the connection
+                self._error(500, f"{type(err).__name__}: {err}")
+
+    return Handler
+
+
+def make_server(service: CompletionService, host: str = "127.0.0.1", port: int = 8000,
+                verbose: bool = False) -> ThreadingHTTPServer:
+    """A bound (not yet serving) server; port 0 picks a free port (``server.server_address[1]``)."""
+    server = ThreadingHTTPServer((host, port), _handler(service, verbose))
+    server.daemon_threads = True
+    return server
+
+
+def run_server(model_name: str, host: str = "127.0.0.1", port: int = 8000, dtype: str = "float32",
+               device: str = "auto", batch_size: int = 16, served_name: str | None = None, fail_first: int = 0,
+               fail_status: int = 500, verbose: bool = True) -> None:
+    """Load ``model_name`` (any source ``load_model`` accepts) and serve until interrupted."""
+    import torch
+
+    from r1lab.models.loading import load_model
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_model(model_name, dtype=getattr(torch, dtype), device=device)
+    service = CompletionService(loaded.model, loaded.tokenizer, served_name or model_name, batch_size,
+                                fail_first, fail_status)
+    server = make_server(service, host, port, verbose)
+    print(f"serving {served_name or model_name} at http://{host}:{server.server_address[1]}/v1 "
+          "(chat/completions, completions, models); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

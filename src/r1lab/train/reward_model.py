@@ -1,0 +1,321 @@
+"""The reward-model loop (``r1lab rm``). Reads top to bottom: pairs -> scores -> Bradley-Terry loss -> step -> log ->
+evaluate -> checkpoint; ends with ``final/``, an HF sequence-classification folder the ``reward_model`` reward loads.
+
+A causal LM's backbone gets a fresh one-output linear head on its last token (InstructGPT, arXiv 2203.02155,
+section 3.5; DeepSeek-R1, arXiv 2501.12948, section 2.3.4 uses such models for helpfulness and harmlessness).
+Each pair is rendered exactly as the reward renders it (``r1lab.rewards.reward_model.encode_pair``: the prompt as
+the user turn, the response as the assistant turn), so the scores learned here are the scores GRPO sees.
+
+Pooling: transformers' sequence-classification heads read the rightmost token that is not ``pad_token_id`` (both
+padding sides). We pad on the right, so that is the last real token, unless the text itself ends in the pad token
+(pad == EOS in many tokenizers); then the token before it is read, the same way here and in the reward.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from r1lab.algos.preference import bradley_terry_loss
+from r1lab.config import RMConfig, to_dict
+from r1lab.data.preferences import PreferencePair, drop_shared_prompts, read_preferences, split_by_prompt
+from r1lab.rewards.reward_model import encode_pair
+from r1lab.tasks.sampler import PromptSampler
+from r1lab.track.metrics import MetricsLogger, read_jsonl
+from r1lab.track.progress import Progress
+from r1lab.train import checkpoint as ckpt
+from r1lab.train.grpo import DTYPE, AlreadyFinished, resolve_device, seed_everything
+from r1lab.train.optim import build_optimizer
+
+# Each pair's encodings: (chosen, rejected), each {"input_ids": [...], "attention_mask": [...]} unpadded.
+Encoded = tuple[dict, dict]
+
+
+@dataclass
+class RMResult:
+    run_dir: Path
+    final_model_dir: Path
+    eval_before: dict | None
+    eval_after: dict | None
+    steps_done: int
+
+
+def build_reward_model(name: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """(model, tokenizer): a one-output sequence-classification model whose backbone is the causal LM ``name``.
+
+    The head is new (initialised from the torch seed); every backbone weight must come from the checkpoint.
+    ``pad_token_id`` goes into the config so the head pools the last real token and batches can be padded.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from r1lab.models.loading import resolve_model_folder
+
+    folder = resolve_model_folder(name)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"model {name!r}: its tokenizer has neither a pad nor an EOS token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    config = AutoConfig.from_pretrained(folder, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        folder, config=config, dtype=dtype, output_loading_info=True)
+    head = {name for name, _ in model.named_parameters() if name.startswith("score.")}
+    if set(info["missing_keys"]) - head:
+        raise RuntimeError(f"model {name!r}: backbone weights missing from {folder}: "
+                           f"{sorted(set(info['missing_keys']) - head)}")
+    return model.to(device), tokenizer
+
+
+def freeze_bottom(model, layers: int) -> None:
+    """Freeze the embeddings and the first ``layers`` transformer blocks: backward then stops at the first trained
+    block, which makes CPU training several times cheaper (partial fine-tuning of the backbone)."""
+    if layers <= 0:
+        return
+    base = getattr(model, model.base_model_prefix, None)
+    blocks = getattr(base, "layers", None)
+    embed = getattr(base, "embed_tokens", None)
+    if blocks is None or embed is None:
+        raise ValueError(f"train.freeze_layers: {type(model).__name__} has no .layers / .embed_tokens to freeze; "
+                         f"set train.freeze_layers=0")
+    if layers > len(blocks):
+        raise ValueError(f"train.freeze_layers={layers} but the model has only {len(blocks)} layers")
+    embed.requires_grad_(False)
+    for block in blocks[:layers]:
+        block.requires_grad_(False)
+
+
+def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> tuple[list[PreferencePair], list[Encoded]]:
+    """Encodings of the pairs whose two sides fit in ``max_length`` tokens; longer pairs are dropped (cutting
+    them would remove the end of the response, the token the head reads)."""
+    kept, encoded = [], []
+    for pair in pairs:
+        chosen = encode_pair(tokenizer, pair.prompt, pair.chosen)
+        rejected = encode_pair(tokenizer, pair.prompt, pair.rejected)
+        if max(len(chosen["input_ids"]), len(rejected["input_ids"])) <= max_length:
+            kept.append(pair)
+            encoded.append((chosen, rejected))
+    return kept, encoded
+
+
+def sequence_scores(model, tokenizer, encodings: list[dict]) -> torch.Tensor:
+    """The head's scalar for each encoding, one right-padded forward pass: (N,) float32."""
+    device = next(model.parameters()).device
+    batch = tokenizer.pad(encodings, padding=True, return_tensors="pt")
+    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+    return logits[:, 0].float()  # (N,)
+
+
+def pair_scores(model, tokenizer, encoded: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) scores, each (P,), both sides of the P pairs in one forward pass."""
+    scores = sequence_scores(model, tokenizer, [c for c, _ in encoded] + [r for _, r in encoded])  # (2P,)
+    return scores[: len(encoded)], scores[len(encoded):]
+
+
+def accumulate_gradients(model, tokenizer, encoded: list[Encoded], micro_batch_size: int, margin: float
+                         ) -> dict[str, float]:
+    """Backward pass of the mean Bradley-Terry loss over ``encoded``, ``micro_batch_size`` pairs at a time.
+
+    Each micro-batch's mean is weighted by its share of the pairs, so the accumulated gradient (and the returned
+    metrics) are those of the mean over all pairs, whatever the micro-batch size.
+    """
+    sums = {"loss": 0.0, "accuracy": 0.0, "margin": 0.0, "chosen": 0.0, "rejected": 0.0}
+    for start in range(0, len(encoded), micro_batch_size):
+        chunk = encoded[start : start + micro_batch_size]
+        chosen, rejected = pair_scores(model, tokenizer, chunk)  # (m,), (m,)
+        loss, m = bradley_terry_loss(chosen, rejected, margin)
+        weight = len(chunk) / len(encoded)
+        (loss * weight).backward()
+        for key in sums:
+            sums[key] += m[key] * weight
+    return sums
+
+
+def evaluate(model, tokenizer, pairs: list[PreferencePair], encoded: list[Encoded], batch_size: int,
+             margin: float) -> tuple[dict[str, float], list[dict]]:
+    """Held-out pairwise accuracy, loss and mean margin (overall and per ``category``), and per-pair records."""
+    was_training = model.training
+    model.eval()
+    chosen, rejected = [], []
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            c, r = pair_scores(model, tokenizer, encoded[start : start + batch_size])
+            chosen.append(c.cpu())
+            rejected.append(r.cpu())
+    model.train(was_training)
+    chosen_t, rejected_t = torch.cat(chosen), torch.cat(rejected)  # (P,), (P,)
+    _, m = bradley_terry_loss(chosen_t, rejected_t, margin)
+    metrics = {"eval/loss": m["loss"], "eval/accuracy": m["accuracy"], "eval/margin": m["margin"]}
+    categories = sorted({p.meta.get("category") for p in pairs if isinstance(p.meta.get("category"), str)})
+    for category in categories:
+        rows = torch.tensor([p.meta.get("category") == category for p in pairs])
+        _, mc = bradley_terry_loss(chosen_t[rows], rejected_t[rows], margin)
+        metrics[f"eval/accuracy/{category}"] = mc["accuracy"]
+    records = [{"id": p.id, "category": p.meta.get("category"), "prompt": p.prompt, "chosen": p.chosen,
+                "rejected": p.rejected, "chosen_score": float(c), "rejected_score": float(r)}
+               for p, c, r in zip(pairs, chosen_t, rejected_t)]
+    return metrics, records
+
+
+def load_split(cfg: RMConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, held_out) pairs; never a prompt on both sides."""
+    pairs = read_preferences(cfg.data.path)
+    if cfg.data.eval_path:
+        held_out = read_preferences(cfg.data.eval_path)
+        return drop_shared_prompts(pairs, held_out), held_out
+    return split_by_prompt(pairs, cfg.data.eval_fraction, cfg.data.seed)
+
+
+def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
+    run_dir = Path(cfg.log.output_dir)
+    final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
+    checkpoints = ckpt.list_checkpoints(ckpt_dir)
+    if resume and (final_dir / "config.json").is_file():
+        raise AlreadyFinished(f"{run_dir} already finished (final model in {final_dir}); nothing to resume. "
+                              f"Start a new run with a different log.output_dir.")
+    if not resume and (checkpoints or (run_dir / "metrics.jsonl").exists()):
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
+                              f"log.output_dir")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.model.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    # --- data, model, optimizer ------------------------------------------------------------------------------
+    train_pairs, eval_pairs = load_split(cfg)
+    model, tokenizer = build_reward_model(cfg.model.name, DTYPE[cfg.model.dtype], device)
+    freeze_bottom(model, cfg.train.freeze_layers)
+    model.config.use_cache = False
+    n_train, n_eval = len(train_pairs), len(eval_pairs)
+    train_pairs, train_enc = encode_pairs(tokenizer, train_pairs, cfg.data.max_length)
+    eval_pairs, eval_enc = encode_pairs(tokenizer, eval_pairs, cfg.data.max_length)
+    dropped = (n_train - len(train_pairs)) + (n_eval - len(eval_pairs))
+    if not train_pairs or not eval_pairs:
+        raise ValueError(f"no {'training' if not train_pairs else 'held-out'} pairs fit in data.max_length="
+                         f"{cfg.data.max_length} tokens; raise it")
+    print(f"preference pairs: {len(train_pairs)} train, {len(eval_pairs)} held out"
+          + (f" ({dropped} longer than data.max_length dropped)" if dropped else ""))
+    sampler = PromptSampler(len(train_pairs), seed=cfg.train.seed)
+    optimizer, scheduler = build_optimizer(
+        model, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
+        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
+
+    start_step, counters = 0, {"skipped_steps": 0, "train_seconds": 0.0}
+    if resume and checkpoints:
+        state = ckpt.load_checkpoint(checkpoints[-1], model, optimizer, scheduler)
+        sampler.load_state_dict(state["sampler"])
+        start_step, counters = state["step"], state["counters"]
+        print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
+    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard)
+    (run_dir / "eval").mkdir(exist_ok=True)
+
+    def run_eval(step: int) -> dict:
+        metrics, records = evaluate(model, tokenizer, eval_pairs, eval_enc, cfg.eval.batch_size, cfg.train.margin)
+        with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        return metrics
+
+    if cfg.eval.every and start_step == 0:
+        logger.log(0, run_eval(0))
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress, desc="rm")
+    model.train()
+    step = start_step
+    for step in range(start_step + 1, cfg.train.steps + 1):
+        t0 = time.monotonic()
+        # 1-3. scores, loss and gradients of this step's pairs
+        optimizer.zero_grad(set_to_none=True)
+        batch = [train_enc[i] for i in sampler.next_indices(cfg.train.pairs_per_step)]
+        sums = accumulate_gradients(model, tokenizer, batch, cfg.train.micro_batch_size, cfg.train.margin)
+
+        # 4. optimizer step (skipped, and counted, when the gradient is not finite)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm or float("inf")))
+        if math.isfinite(grad_norm):
+            optimizer.step()
+        else:
+            counters["skipped_steps"] += 1
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+
+        # 5. log, evaluate
+        step_seconds = time.monotonic() - t0
+        counters["train_seconds"] += step_seconds
+        metrics = {f"train/{k}": v for k, v in sums.items()}
+        metrics.update({"train/grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0], "time/step_s": step_seconds,
+                        "time/train_total_s": counters["train_seconds"],
+                        "counters/skipped_steps": counters["skipped_steps"]})
+        limit_s = cfg.train.time_limit_minutes * 60
+        last = step == cfg.train.steps or (limit_s > 0 and counters["train_seconds"] >= limit_s)
+        if cfg.eval.every and (step % cfg.eval.every == 0 or last):
+            metrics.update(run_eval(step))
+        logger.log(step, metrics)
+        progress.update(step, {"loss": metrics["train/loss"], "acc": metrics["train/accuracy"],
+                               "eval_acc": metrics.get("eval/accuracy")})
+
+        # 6. checkpoint
+        if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
+            ckpt.save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,
+                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints)
+        if last:
+            break
+    progress.close()
+    logger.close()
+
+    # --- outputs: final HF folder, summary, plot ---------------------------------------------------------------
+    if step < cfg.train.steps:
+        print(f"stopped at step {step} of {cfg.train.steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} "
+              f"reached")
+    model.config.use_cache = True
+    model.save_pretrained(final_dir, safe_serialization=True)
+    tokenizer.save_pretrained(final_dir)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    plot_reward_model(records, run_dir / "training.png", title=f"Reward model from {cfg.model.name} on {cfg.data.path}")
+    evals = [r for r in records if "eval/accuracy" in r]
+    result = RMResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
+                      eval_after=evals[-1] if len(evals) > 1 else None, steps_done=step)
+    summary = {"steps_done": step, "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs),
+               "dropped_pairs": dropped, "eval_before": result.eval_before, "eval_after": result.eval_after,
+               "final_model": str(final_dir), "train_seconds": counters["train_seconds"]}
+    (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    return result
+
+
+PANELS = (("Bradley-Terry loss", ("train/loss", "eval/loss")),
+          ("Pairwise accuracy", ("train/accuracy", "eval/accuracy")),
+          ("Reward margin (chosen - rejected)", ("train/margin", "eval/margin")))
+
+
+def plot_reward_model(records: list[dict], path: str | Path, title: str = "") -> Path:
+    """PNG of loss, pairwise accuracy and margin per step, train beside held-out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(14, 4))
+    for ax, (panel_title, keys) in zip(axes, PANELS):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=key)
+        ax.set_title(panel_title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
