@@ -156,9 +156,11 @@ def monte_carlo_labels(examples: list["Example"], ctx: "InferContext", solutions
 
 
 def train_prm(records: list[dict[str, Any]], base_model: str | Path, output_dir: str | Path, epochs: int = 3,
-              lr: float = 1e-4, batch_size: int = 8, separator: str = "\n", seed: int = 0) -> Path:
+              lr: float = 1e-4, batch_size: int = 8, separator: str = "\n", seed: int = 0,
+              on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
     """Fit a PRM on step-labelled records (binary cross-entropy on soft labels at each step end) starting from a
-    causal LM folder, and save it as an HF token-classification folder plus ``r1lab_prm.json``."""
+    causal LM folder, and save it as an HF token-classification folder plus ``r1lab_prm.json``. ``on_step(step,
+    metrics)`` is called after every optimizer step (loss, step-label accuracy at 0.5, epoch)."""
     import random
 
     import torch
@@ -181,6 +183,7 @@ def train_prm(records: list[dict[str, Any]], base_model: str | Path, output_dir:
     optimizer, scheduler = build_optimizer(model, lr, 0.0, (0.9, 0.99), steps_total, 0, "constant", 1.0)
     order = list(range(len(encoded)))
     model.train()
+    step = 0
     for epoch in range(epochs):
         random.Random(seed + epoch).shuffle(order)
         for start in range(0, len(order), batch_size):
@@ -190,11 +193,16 @@ def train_prm(records: list[dict[str, Any]], base_model: str | Path, output_dir:
             rows = torch.tensor([i for i, c in enumerate(chunk) for _ in c[1]])
             cols = torch.tensor([e for c in chunk for e in c[1]])
             targets = torch.tensor([float(y) for c in chunk for y in c[2]])
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[rows, cols], targets)
+            read = logits[rows, cols]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(read, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            step += 1
+            if on_step is not None:
+                hits = ((read.detach() > 0) == (targets > 0.5)).float().mean()
+                on_step(step, {"train/loss": float(loss.detach()), "train/step_accuracy": float(hits), "train/epoch": epoch})
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
