@@ -1,6 +1,6 @@
 """Test-time scaling on the embedded default: accuracy against generated tokens for each inference method.
 
-    .venv/bin/python benchmarks/test_time_scaling.py [--problems 30] [--n 8] [--model smollm2-135m]
+    .venv/bin/python benchmarks/test_time_scaling.py [--problems 100] [--n 8] [--model smollm2-135m]
 
 Same model, same held-out problems (the `r1lab zero` demo task: rg:basic_arithmetic, two-term addition with 1- or
 2-digit operands, seed 1234), same sampling (the R1 report's temperature 0.6, top-p 0.95), chat template with
@@ -34,7 +34,7 @@ COT = "Let's think step by step, then give the final answer."
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--problems", type=int, default=30, help="held-out problems (seeded)")
+    parser.add_argument("--problems", type=int, default=100, help="held-out problems (seeded)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest response of one generation call")
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),
                         help="generation dtype (bf16, as the demo's rollouts: about 2x faster on this CPU)")
@@ -80,11 +80,13 @@ def main() -> None:
             "dtype": args.dtype, "threads": args.threads, "torch": torch.__version__}
 
     def record(method: str, setting: str, accuracy: float, tokens: float, seconds: float, label: str = "") -> None:
-        rows.append({"method": method, "setting": setting, "accuracy": accuracy, "tokens": tokens,
+        # binomial standard error over the problems (for maj@k / pass@k, an approximation: those average k-subsets)
+        se = (accuracy * (1 - accuracy) / len(examples)) ** 0.5
+        rows.append({"method": method, "setting": setting, "accuracy": accuracy, "se": se, "tokens": tokens,
                      "seconds": seconds, "label": label})
         # rewritten after every row, so a run cut short keeps what it measured
         (out / "test_time_scaling.json").write_text(json.dumps({**meta, "results": rows}, indent=2))
-        print(f"{method:18s} {setting:28s} accuracy {accuracy:.3f}  tokens/problem {tokens:7.1f}  ({seconds:.0f} s)",
+        print(f"{method:18s} {setting:28s} accuracy {accuracy:.3f} +- {se:.3f}  tokens/problem {tokens:7.1f}  ({seconds:.0f} s)",
               flush=True)
 
     # 1. n direct samples: maj@k (self-consistency) and pass@k (best-of-k with an oracle verifier)

@@ -89,3 +89,34 @@ def test_eval_with_a_method_writes_accuracy_and_tokens(tmp_path, tiny_model_dir,
     records = [json.loads(line) for line in (tmp_path / "run" / "completions.jsonl").read_text().splitlines()]
     assert records[0]["info"]["votes"] == {"7": 2, "8": 1}
     assert result.results["metrics"] == m and (tmp_path / "run" / "report.md").is_file()
+
+
+def test_method_runs_replay_from_the_cache(tmp_path, tiny_model_dir, scripted_engine):
+    """A second identical `--method` run replays every generate call from the cache without building an engine; a
+    changed parameter regenerates (its calls differ)."""
+    from r1lab.config import load_config
+    from r1lab.evals.config import EvalJobConfig
+    from r1lab.evals.runner import run_eval
+
+    built = []
+
+    def factory():
+        built.append(1)
+        return scripted_engine(lambda prompt, i: str(i))
+
+    def run(name: str, n: int):
+        cfg = load_config(EvalJobConfig, None, [
+            f"model.name={tiny_model_dir}", f"log.output_dir={tmp_path / name}", "log.progress=false",
+            f"log.cache_dir={tmp_path / 'cache'}", "task.params={min_terms: 2, max_terms: 2, min_digits: 1, "
+            "max_digits: 1, operators: ['+'], allow_parentheses: false, allow_negation: false}",
+            "task.train_size=50", "task.eval_size=4", "method.name=self_consistency", f"method.params={{n: {n}}}"])
+        return run_eval(cfg, engine_factory=factory).results
+
+    first = run("a", 3)
+    assert first["generate_calls"] >= 1 and first["replayed_calls"] == 0 and len(built) == 1
+    second = run("b", 3)
+    assert second["generate_calls"] == 0 and second["replayed_calls"] == first["generate_calls"]
+    assert len(built) == 1  # the model was never needed
+    assert second["metrics"] == first["metrics"]
+    third = run("c", 2)
+    assert third["generate_calls"] >= 1 and len(built) == 2

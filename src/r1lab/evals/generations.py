@@ -44,12 +44,17 @@ def model_fingerprint(folder: str | Path) -> str:
     return _sha("\n".join(parts))[:16]
 
 
+def setting_key(setting: dict) -> str:
+    """The file name stem of a cache for ``setting`` (a hash of its sorted JSON)."""
+    return _sha(json.dumps(setting, sort_keys=True))[:20]
+
+
 class GenerationCache:
     """Prompt -> Generation for one setting; ``folder=None`` disables caching (nothing read or written)."""
 
     def __init__(self, folder: str | Path | None, setting: dict):
         self.setting = setting
-        self.key = _sha(json.dumps(setting, sort_keys=True))[:20]
+        self.key = setting_key(setting)
         self.path = Path(folder) / f"{self.key}.jsonl" if folder is not None else None
         self._items: dict[str, Generation] = {}
         if self.path is not None and self.path.is_file():

@@ -1,5 +1,6 @@
 """``r1lab eval --method NAME``: an inference-time method (r1lab.infer) answers each held-out problem; scored by
-accuracy and by the tokens it generated. Method runs are not cached (their generations depend on the method)."""
+accuracy and by the tokens it generated. Its generate calls are cached by ``CachedGenerator`` (keyed by their place
+in the call sequence and their arguments), so re-running a method, or adding a metric, replays without the model."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def method_metrics(answers, examples, ctx, price_input: float, price_output: flo
     return metrics, records
 
 
-def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path) -> dict[str, Any]:
+def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path,
+               cache_path: Path | None = None) -> dict[str, Any]:
     import dataclasses
 
     import torch
@@ -63,7 +65,7 @@ def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path) -
     from r1lab.evals.prompts import base_prompt, few_shot_example, pick_shots
     from r1lab.evals.runner import task_params
     from r1lab.infer import METHODS, InferContext
-    from r1lab.infer.generation import EngineGenerator
+    from r1lab.infer.generation import CachedGenerator, EngineGenerator
     from r1lab.models.templates import build_prompt
     from r1lab.rollout.base import SamplingParams
     from r1lab.track.progress import Progress
@@ -77,7 +79,7 @@ def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path) -
         return build_prompt(few_shot_example(example, shots, chosen), tokenizer, chosen.template, chosen.system,
                             chosen.instruction)
 
-    generator = EngineGenerator(engine(), tokenizer)
+    generator = CachedGenerator(lambda: EngineGenerator(engine(), tokenizer), cache_path, seed=s.seed)
     ctx = InferContext(generator=generator, render=render, task=task,
                        sampling=SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens),
                        extraction=tuple(cfg.metrics.extraction), tokenizer=tokenizer, model_name=cfg.model.name,
@@ -104,7 +106,8 @@ def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path) -
                      "max_new_tokens": s.max_new_tokens, "seed": s.seed, "dtype": cfg.model.dtype,
                      "decoding": "greedy" if s.temperature == 0 else "sampling"},
         "prices_per_million": {"input": m.price_input, "output": m.price_output},
-        "metrics": metrics, "generate_calls": generator.calls, "seconds": time.monotonic() - started,
+        "metrics": metrics, "generate_calls": generator.calls, "replayed_calls": generator.hits,
+        "cache_file": str(cache_path or ""), "seconds": time.monotonic() - started,
     }
     from r1lab.evals.report import write_method_report
 

@@ -144,21 +144,23 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
                                                           batch_size=cfg.sampling.batch_size)
         return engine_cache["engine"]
 
-    if cfg.method.name != "sample":
-        from r1lab.evals.methods import run_method
-
-        results = run_method(cfg, task, tokenizer, engine, run_dir)
-        return EvalResult(run_dir, results, results.get("generated_prompts", 0))
-
     s = cfg.sampling
-    sampling = SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens)
-    ks = effective_ks(cfg.metrics.ks, s.n)
-    setting = {"model": model_fingerprint(folder), "dtype": cfg.model.dtype, "device": device.split(":")[0],
-               "engine": "hf_generate" if engine_factory is None else "custom", **asdict(sampling), "n": s.n,
-               "seed": s.seed}
     cache_dir = None
     if cfg.log.cache:
         cache_dir = Path(cfg.log.cache_dir) if cfg.log.cache_dir else cache_root() / "generations"
+    engine_setting = {"model": model_fingerprint(folder), "dtype": cfg.model.dtype, "device": device.split(":")[0],
+                      "engine": "hf_generate" if engine_factory is None else "custom", "seed": s.seed}
+    if cfg.method.name != "sample":
+        from r1lab.evals.generations import setting_key
+        from r1lab.evals.methods import run_method
+
+        cache_path = cache_dir / "methods" / f"{setting_key(engine_setting)}.jsonl" if cache_dir else None
+        results = run_method(cfg, task, tokenizer, engine, run_dir, cache_path)
+        return EvalResult(run_dir, results, results.get("generate_calls", 0))
+
+    sampling = SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens)
+    ks = effective_ks(cfg.metrics.ks, s.n)
+    setting = {**engine_setting, **asdict(sampling), "n": s.n}
     cache = GenerationCache(cache_dir, setting)
 
     variants, all_records, generated = {}, [], 0

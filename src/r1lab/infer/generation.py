@@ -92,3 +92,59 @@ class EngineGenerator:
             else:
                 lo = mid + 1
         return Completion(text[:end], lo, "stop", which)
+
+
+class CachedGenerator:
+    """A ``TextGenerator`` that replays earlier runs: each call is keyed by its place in the run's call sequence
+    and its arguments (prompts, n, sampling, stops, caps), and its completions are appended to a JSONL file.
+
+    Every call seeds torch from (seed, key) before generating, so a call's completions depend only on its key:
+    re-running a method with the same settings replays from the file without loading the model, a run cut short
+    resumes exactly, and a changed parameter regenerates from the first call that differs. ``path=None`` caches
+    nothing (the per-call seeding still applies). ``make_inner`` is called on the first miss only.
+    """
+
+    def __init__(self, make_inner, path=None, seed: int = 0):
+        import json
+        from pathlib import Path
+
+        self._make_inner, self._inner = make_inner, None
+        self.path = Path(path) if path is not None else None
+        self.seed, self.index = seed, 0
+        self.hits = self.calls = 0  # replayed calls; calls that generated
+        self._items: dict[str, list[list[dict]]] = {}
+        if self.path is not None and self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a kill mid-write
+                    continue
+                self._items[row["key"]] = row["groups"]
+
+    def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
+                 max_tokens: Sequence[int] | None = None) -> list[list[Completion]]:
+        import dataclasses
+        import hashlib
+        import json
+
+        import torch
+
+        caps = list(max_tokens) if max_tokens is not None else None
+        request = [self.index, list(prompts), n, dataclasses.asdict(sampling), list(stop), caps]
+        key = hashlib.sha256(json.dumps(request).encode("utf-8")).hexdigest()
+        self.index += 1
+        if key in self._items:
+            self.hits += 1
+            return [[Completion(**c) for c in group] for group in self._items[key]]
+        if self._inner is None:
+            self._inner = self._make_inner()
+        torch.manual_seed(int(hashlib.sha256(f"{self.seed}:{key}".encode()).hexdigest()[:8], 16))
+        out = self._inner.complete(prompts, n, sampling, stop, max_tokens)
+        self.calls += 1
+        groups = [[dataclasses.asdict(c) for c in group] for group in out]
+        self._items[key] = groups
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": key, "groups": groups}) + "\n")
+        return out
