@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sft_parser(sub)
     _add_data_parsers(sub)
     _add_rm_parser(sub)
+    _add_prm_parser(sub)
+    _add_pipeline_parser(sub)
     return parser
 
 
@@ -103,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_data(args)
         if args.command == "rm":
             return _run_rm(args.config, args.overrides, args.resume)
+        if args.command == "pipeline":
+            return _run_pipeline(args)
+        if args.command == "prm":
+            return _run_prm(args.config, args.overrides)
         if args.command == "eval":
             return _run_eval(args)
         if args.command == "compare":
@@ -345,6 +351,65 @@ def _run_rm(config_path: str, overrides: list[str], resume: bool) -> int:
     if result.eval_before and result.eval_after:
         before, after = result.eval_before["eval/accuracy"], result.eval_after["eval/accuracy"]
         print(f"held-out pairwise accuracy: {before:.3f} -> {after:.3f}")
+    return 0
+
+
+def _add_prm_parser(sub) -> None:
+    from r1lab.infer.prm_job import PRMJobConfig
+
+    prm = sub.add_parser(
+        "prm", help="train a process reward model from Monte-Carlo step labels (Math-Shepherd)",
+        description="Sample solutions from the policy, label each step by rolling out continuations from it (a step "
+                    "is good when they reach the right answer), fit a one-logit head on the policy's backbone, and "
+                    "measure step agreement on held-out problems. Writes config.json, labels.jsonl, "
+                    "heldout_labels.jsonl, metrics.jsonl, prm_training.png, summary.json and final/ (use it with "
+                    "`r1lab eval --method beam_search --set 'method.params={prm: {kind: trained, model: "
+                    "RUN/final}}'`).",
+        epilog=CONFIG_EPILOG + "\n".join(describe(PRMJobConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    prm.add_argument("config", nargs="?", help="YAML recipe; holds only what differs from the defaults listed below")
+    prm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one config key, e.g. --set mc.rollouts=8 (repeatable; values parsed as YAML)")
+
+
+def _run_prm(config_path: str | None, overrides: list[str]) -> int:
+    from r1lab.infer.prm_job import PRMJobConfig, run_prm_job
+
+    cfg = load_config(PRMJobConfig, config_path, overrides)
+    try:
+        summary = run_prm_job(cfg)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"run folder: {cfg.log.output_dir} (labels, metrics, prm_training.png, summary.json, final/)")
+    agreement = summary.get("heldout/step_accuracy")
+    shown = f"{agreement:.3f}" if agreement is not None else "n/a (no held-out problems)"
+    print(f"PRM: {summary['train_solutions']} labelled solutions; held-out step agreement {shown}")
+    return 0
+
+
+def _add_pipeline_parser(sub) -> None:
+    from r1lab.pipeline.help import DESCRIPTION, EPILOG
+
+    pl = sub.add_parser("pipeline", help="run a multi-stage recipe (the R1 pipeline: SFT, RL, rejection sampling, "
+                                         "SFT, RL for all scenarios) as one resumable job",
+                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pl.add_argument("config", help="pipeline YAML (format below), e.g. configs/r1_cpu.yaml")
+    pl.add_argument("--resume", action="store_true", help="continue the run in output_dir: finished stages are "
+                                                          "skipped, an interrupted one continues")
+    pl.add_argument("--rerun", action="append", default=[], metavar="STAGE",
+                    help="run STAGE again, and every later stage that uses its outputs (repeatable; implies --resume)")
+    pl.add_argument("--output-dir", help="override the file's output_dir")
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from r1lab.pipeline import PipelineError, load_pipeline, run_pipeline
+
+    cfg = load_pipeline(args.config, args.output_dir)
+    try:
+        run_pipeline(cfg, resume=args.resume, rerun=args.rerun)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

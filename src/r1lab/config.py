@@ -221,12 +221,20 @@ class RewardConfig:
                               "answer extraction methods tried in order: answer_tag, boxed, last_number")
     params: dict = option({}, "reward function -> its parameters, e.g. {code: {partial_credit: true}} "
                               "(the mapping is replaced whole when set)")
+    apply_to: dict = option({}, "reward function -> the examples it scores: all (the default), verifiable (examples "
+                                "with an answer) or general (without, e.g. task general); a reward that does not "
+                                "apply adds 0 and is left out of the sample's breakdown. R1's last RL stage: "
+                                "{accuracy: verifiable, reward_model: general}")
 
     def check(self) -> None:
         from r1lab.rewards import EXTRACTORS, REWARDS
+        from r1lab.rewards.combine import APPLY_TO
         from r1lab.rewards.functions import check_reward_params
 
         require(bool(self.weights), "weights", "needs at least one reward function")
+        for name, scope in self.apply_to.items():
+            require(name in self.weights, "apply_to", f"{name!r} is not in rewards.weights ({', '.join(self.weights)})")
+            require(scope in APPLY_TO, "apply_to", f"{name}: {scope!r}; allowed: {', '.join(APPLY_TO)}")
         for name in self.weights:
             close = difflib.get_close_matches(name, REWARDS.names(), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -489,6 +497,8 @@ class TeacherConfig:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(0.0 <= self.error_rate <= 1.0, "error_rate", "must be in [0, 1]")
         require(self.price_input >= 0 and self.price_output >= 0, "price_input", "prices must be >= 0")
+        require(not (self.url and self.name.startswith("program:")), "url",
+                "a program teacher runs locally; leave url empty or name the endpoint's model in teacher.name")
 
 
 @dataclass
@@ -688,8 +698,9 @@ class RMTrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     margin: float = option(0.0, "Bradley-Terry margin: the loss is -log sigmoid(r_chosen - r_rejected - margin) "
                                 "(Llama 2, eq. 2); 0 = the plain Bradley-Terry loss")
-    freeze_layers: int = option(0, "freeze the embeddings and the first N transformer layers (0 = train all); "
-                                   "backward stops at the first trained layer, several times cheaper on CPU")
+    freeze_layers: int = option(0, "freeze the embeddings and the first N transformer layers (0 = train all; "
+                                   "backward stops at the first trained layer); -1 = freeze the whole backbone and "
+                                   "train only the head on features computed once (a linear probe; fastest on CPU)")
     seed: int = option(0, "seed of the head's initialisation and the pair order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
     time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
@@ -701,14 +712,15 @@ class RMTrainConfig:
         require(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         require(self.lr > 0, "lr", "must be > 0")
         require(self.margin >= 0, "margin", "must be >= 0")
-        require(self.freeze_layers >= 0, "freeze_layers", "must be >= 0")
+        require(self.freeze_layers >= -1, "freeze_layers", "must be >= 0, or -1 (train only the head)")
 
 
 @dataclass
 class RMEvalConfig:
     every: int = option(10, "held-out pairwise accuracy every N steps (also before step 1 and after the last); "
                             "0 = off")
-    batch_size: int = option(16, "pairs per forward pass at evaluation")
+    batch_size: int = option(16, "pairs per forward pass at evaluation (and when computing the features of "
+                                 "train.freeze_layers=-1)")
 
     def check(self) -> None:
         require(self.every >= 0, "every", "must be >= 0")

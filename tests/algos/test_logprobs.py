@@ -1,5 +1,5 @@
-"""r1lab.algos.logprobs: selective log-softmax, entropy, left-padding positions, and completion log-probs of a
-tiny model checked against a per-row, unpadded loop oracle."""
+"""r1lab.algos.logprobs: the tiled LM-head log-softmax (values, entropies and gradients against the full-logits
+form), left-padding positions, and completion log-probs of a tiny model against a per-row, unpadded loop oracle."""
 
 from __future__ import annotations
 
@@ -8,72 +8,73 @@ import math
 import pytest
 import torch
 
-from r1lab.algos.logprobs import (
-    completion_logprobs,
-    entropy_from_logits,
-    position_ids_from_mask,
-    selective_log_softmax,
-)
+from r1lab.algos.logprobs import chunked_logprobs, completion_logprobs, position_ids_from_mask
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 
 torch.set_num_threads(1)
 
 
-def test_selective_log_softmax_matches_log_softmax_gather():
-    # The memory-saving form (gather - logsumexp) must equal the obvious log_softmax(...).gather.
+def _naive(hidden, weight, ids, temperature=1.0):
+    """The obvious form (the oracle): full (N, V) logits, float64 log_softmax, gather; entropy from the same."""
+    logits = (hidden @ weight.T).double() / temperature
+    logp = torch.log_softmax(logits, dim=-1)
+    return logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1), -(logp.exp() * logp).sum(dim=-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_chunked_logprobs_values_and_gradients_match_the_full_logits_oracle(temperature):
+    # 11 tokens in tiles of 4 (the last tile partial): values, entropies and both gradients must equal autograd
+    # through the full-logits form, for a random upstream gradient.
     g = torch.Generator().manual_seed(0)
-    logits = 5 * torch.randn(3, 7, 50, generator=g)
-    ids = torch.randint(0, 50, (3, 7), generator=g)
-    expected = torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-    got = selective_log_softmax(logits, ids)
-    assert got.shape == (3, 7) and got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    hidden = torch.randn(11, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(50, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, 50, (11,), generator=g)
+    upstream = torch.randn(11, generator=g, dtype=torch.float64)
+    logp, entropy = chunked_logprobs(hidden, weight, ids, temperature, with_entropy=True, chunk=4)
+    (logp.double() * upstream).sum().backward()
+    got_h, got_w = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    want, want_entropy = _naive(hidden, weight, ids, temperature)
+    (want * upstream).sum().backward()
+    # the kernel's softmax is fp32: agreement to fp32 rounding of logits of size ~5
+    torch.testing.assert_close(logp.double(), want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), want_entropy.detach(), rtol=0, atol=2e-5)
+    torch.testing.assert_close(got_h, hidden.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_w, weight.grad, rtol=1e-5, atol=1e-6)
 
 
-def test_selective_log_softmax_loop_oracle_and_fp32_upcast():
-    # Loop oracle in float64 on bf16 logits: the function must upcast to fp32 *before* the softmax
-    # (bf16 logsumexp would be off by ~1e-2), so the result matches the oracle on the same bf16 values.
+def test_chunked_logprobs_under_bf16_autocast_upcasts_before_the_softmax():
+    # Under bf16 autocast the LM-head matmul is bf16 (as the model's own head would be) but the log-softmax must be
+    # fp32 (bf16 logsumexp would be off by ~1e-2): compare with a float64 loop oracle on the same bf16 logits.
     g = torch.Generator().manual_seed(1)
-    logits = (3 * torch.randn(2, 4, 30, generator=g)).to(torch.bfloat16)
-    ids = torch.randint(0, 30, (2, 4), generator=g)
-    got = selective_log_softmax(logits, ids)
+    hidden, weight = torch.randn(6, 16, generator=g), torch.randn(30, 16, generator=g)
+    ids = torch.randint(0, 30, (6,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = chunked_logprobs(hidden, weight, ids, chunk=4)
     assert got.dtype == torch.float32
-    for b in range(2):
-        for t in range(4):
-            row = [float(x) for x in logits[b, t].double()]
-            m = max(row)
-            lse = m + math.log(sum(math.exp(x - m) for x in row))
-            assert got[b, t].item() == pytest.approx(row[ids[b, t]] - lse, abs=1e-5)
+    logits = (hidden.bfloat16() @ weight.bfloat16().T).double()  # (6, 30) bf16 values
+    for n in range(6):
+        row = logits[n].tolist()
+        m = max(row)
+        lse = m + math.log(sum(math.exp(x - m) for x in row))
+        assert got[n].item() == pytest.approx(row[ids[n]] - lse, abs=1e-5)
 
 
-def test_selective_log_softmax_hand_value():
-    # logits [0, ln 3] -> softmax [1/4, 3/4].
-    logits = torch.tensor([[[0.0, math.log(3.0)]]])
-    got = selective_log_softmax(logits.expand(1, 2, 2), torch.tensor([[0, 1]]))
-    torch.testing.assert_close(got, torch.tensor([[math.log(0.25), math.log(0.75)]]), rtol=0, atol=1e-6)
-
-
-def test_entropy_hand_values():
-    # Uniform over V -> log V (shift-invariant); one-hot (very peaked) -> ~0; two-way 1/4, 3/4 -> hand value.
-    V = 17
-    uniform = torch.full((2, 3, V), 4.2)
-    torch.testing.assert_close(entropy_from_logits(uniform), torch.full((2, 3), math.log(V)), rtol=0, atol=1e-6)
-    peaked = torch.tensor([[[100.0, 0.0, 0.0, 0.0]]])
-    assert entropy_from_logits(peaked).item() == pytest.approx(0.0, abs=1e-6)
-    two = torch.tensor([[[0.0, math.log(3.0)]]])
+def test_chunked_logprobs_hand_values():
+    # Identity head, so the hidden state is the logit row. [0, ln 3] -> softmax [1/4, 3/4]; uniform over V ->
+    # entropy ln V (shift-invariant); very peaked -> entropy ~0.
+    eye2 = torch.eye(2)
+    logp, entropy = chunked_logprobs(torch.tensor([[0.0, math.log(3.0)]] * 2), eye2, torch.tensor([0, 1]),
+                                     with_entropy=True)
+    torch.testing.assert_close(logp, torch.tensor([math.log(0.25), math.log(0.75)]), rtol=0, atol=1e-6)
     h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
-    assert entropy_from_logits(two).item() == pytest.approx(h, abs=1e-6)
-
-
-def test_entropy_matches_loop_oracle():
-    g = torch.Generator().manual_seed(2)
-    logits = 2 * torch.randn(2, 3, 11, generator=g)
-    got = entropy_from_logits(logits)
-    for b in range(2):
-        for t in range(3):
-            z = sum(math.exp(x) for x in logits[b, t].tolist())
-            p = [math.exp(x) / z for x in logits[b, t].tolist()]
-            assert got[b, t].item() == pytest.approx(-sum(q * math.log(q) for q in p), abs=1e-5)
+    torch.testing.assert_close(entropy, torch.tensor([h, h]), rtol=0, atol=1e-6)
+    V = 17
+    _, uniform = chunked_logprobs(torch.full((3, V), 4.2), torch.eye(V), torch.zeros(3, dtype=torch.long), with_entropy=True)
+    torch.testing.assert_close(uniform, torch.full((3,), math.log(V)), rtol=0, atol=1e-6)
+    _, peaked = chunked_logprobs(torch.tensor([[100.0, 0.0, 0.0, 0.0]]), torch.eye(4), torch.tensor([0]), with_entropy=True)
+    assert peaked.item() == pytest.approx(0.0, abs=1e-6)
+    assert chunked_logprobs(torch.ones(2, 2), eye2, torch.tensor([0, 1]))[1] is None
 
 
 def test_position_ids_left_padding():

@@ -94,14 +94,15 @@ def arithmetic_task():
 @pytest.mark.parametrize("fmt", ["plain", "think"])
 def test_arithmetic_traces_pass_the_task_verifier(arithmetic_task, fmt):
     """Every exact trace is accepted by reasoning-gym's own scorer after r1lab's default extraction; every trace
-    with a mistake is rejected."""
+    with a mistake falls short of full marks."""
     teacher = ProgramTeacher("arithmetic", fmt, error_rate=0.5, seed=3)
     requests = [TeacherRequest(e, 0) for e in arithmetic_task.train]
     outcomes = []
     for req, reply in teacher.generate(requests):
         score = arithmetic_task.score(extract_answer(reply.completion), req.example)
         outcomes.append((reply.meta["mistake"] is None, score))
-    assert all(score == (1.0 if exact else 0.0) for exact, score in outcomes)
+    # reasoning-gym gives partial credit to some near misses, so a mistake scores below 1, not always 0
+    assert all((score == 1.0) == exact for exact, score in outcomes)
     assert 0 < sum(exact for exact, _ in outcomes) < len(outcomes)  # both kinds present at error_rate 0.5
 
 
@@ -223,3 +224,46 @@ def test_api_key_comes_from_the_named_variable(monkeypatch):
     monkeypatch.setenv("R1LAB_TEST_KEY", "sk-secret-123")
     teacher = client("http://127.0.0.1:1/v1", [], api_key_env="R1LAB_TEST_KEY")
     assert "sk-secret-123" not in str(teacher.payload(TeacherRequest(ex("Calculate 1 + 2."), 0)))
+
+
+def test_completions_api_sends_the_rendered_prompt(tiny_parts):
+    server, url = serve(tiny_parts)
+    try:
+        teacher = EndpointTeacher(EndpointSettings(url, "tiny", api="completions"),
+                                  TeacherPrompt(template="plain", instruction="Sum?"),
+                                  TeacherSampling(temperature=0.0, top_p=1.0, max_new_tokens=2))
+        [(_, reply)] = list(teacher.generate([TeacherRequest(ex("1 + 2"), 0)]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert reply.prompt_tokens == len("1 + 2 Sum?")  # plain template: question + instruction, one token a character
+    assert reply.completion_tokens == 2
+    with pytest.raises(ValueError, match="applies no chat template"):
+        EndpointTeacher(EndpointSettings(url, "tiny", api="completions"), TeacherPrompt(template="chat"),
+                        TeacherSampling())
+
+
+def test_reasoning_content_is_kept_as_a_think_block():
+    # DeepSeek's API returns R1's chain of thought apart from the answer
+    teacher = client("http://127.0.0.1:1/v1", [])
+    data = {"choices": [{"message": {"role": "assistant", "content": "<answer>3</answer>",
+                                     "reasoning_content": "1 + 2 = 3"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 11}}
+    reply = teacher._reply(data, 0.1, 0)
+    assert reply.completion == "<think>\n1 + 2 = 3\n</think>\n<answer>3</answer>"
+    assert (reply.prompt_tokens, reply.completion_tokens, reply.finish_reason, reply.meta) == (7, 11, "stop", {})
+    no_usage = teacher._reply({"choices": [{"message": {"content": "3"}, "finish_reason": "length"}]}, 0.1, 0)
+    assert no_usage.meta == {"usage_missing": True} and no_usage.finish_reason == "length"
+
+
+def test_chat_payload_turns_system_and_instruction():
+    teacher = EndpointTeacher(EndpointSettings("http://127.0.0.1:1/v1", "m"),
+                              TeacherPrompt(system="S.", instruction="Box it."), TeacherSampling(0.6, 0.95, 64))
+    body = teacher.payload(TeacherRequest(ex("Calculate 1 + 2."), 0, seed=9))
+    assert body == {"model": "m", "max_tokens": 64, "temperature": 0.6, "top_p": 0.95, "n": 1, "seed": 9,
+                    "messages": [{"role": "system", "content": "S."},
+                                 {"role": "user", "content": "Calculate 1 + 2. Box it."}]}
+    chat = Example(id="c", answer="3", messages=[{"role": "system", "content": "Own."},
+                                                 {"role": "user", "content": "1 + 2?"}])
+    assert teacher.payload(TeacherRequest(chat, 0))["messages"] == [  # the example's own system turn stays
+        {"role": "system", "content": "Own."}, {"role": "user", "content": "1 + 2? Box it."}]

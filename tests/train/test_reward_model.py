@@ -16,7 +16,9 @@ from r1lab.train.reward_model import (
     accumulate_gradients,
     build_reward_model,
     encode_pairs,
+    head_features,
     pair_scores,
+    scorer,
     train_reward_model,
 )
 
@@ -104,12 +106,36 @@ def test_run_folder_and_learning(run):
     assert result.eval_after["eval/accuracy"] == 1.0
 
 
-def test_round_trip_into_the_grpo_reward(run):
+@pytest.fixture(scope="module")
+def probe_run(tiny_model_dir, prefs, tmp_path_factory):
+    """Only the head trains (freeze_layers=-1), on features computed once."""
+    out = tmp_path_factory.mktemp("rm") / "probe"
+    cfg = rm_config(tiny_model_dir, prefs, out, "train.freeze_layers=-1", "train.lr=0.05")
+    return cfg, train_reward_model(cfg)
+
+
+def test_head_features_give_the_full_models_scores(tiny_model_dir, prefs):
+    from r1lab.data.preferences import read_preferences
+
+    torch.manual_seed(0)
+    model, tok = build_reward_model(str(tiny_model_dir))
+    model.eval()
+    _, encoded = encode_pairs(tok, read_preferences(prefs), max_length=200)
+    feats = head_features(model, tok, encoded, batch_size=5)  # sorted by length, batched differently
+    with torch.no_grad():
+        want = pair_scores(model, tok, encoded)
+        got = scorer(model, tok, cached=True)(feats)
+    assert isinstance(model.score, torch.nn.Linear)  # the head is put back
+    torch.testing.assert_close(torch.stack(got), torch.stack(want), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["run", "probe_run"])
+def test_round_trip_into_the_grpo_reward(which, request):
     """The final folder, loaded by the `reward_model` reward as GRPO configures it, gives the trainer's scores."""
     from r1lab.rewards import RewardContext, score_batch
     from r1lab.types import Example
 
-    cfg, result = run
+    cfg, result = request.getfixturevalue(which)
     final = result.final_model_dir
     grpo = load_config(GRPOConfig, overrides=["rewards.weights={reward_model: 1.0}",
                                               f"rewards.params={{reward_model: {{model: '{final}'}}}}"])
@@ -125,6 +151,14 @@ def test_round_trip_into_the_grpo_reward(run):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     accuracy = float((got[:, 0] > got[:, 1]).float().mean())
     assert accuracy == result.eval_after["eval/accuracy"] == 1.0
+
+
+def test_probe_trains_only_the_head(probe_run, tiny_model_dir):
+    _, result = probe_run
+    after = load_file(result.final_model_dir / "model.safetensors")
+    torch.manual_seed(0)
+    before = build_reward_model(str(tiny_model_dir))[0].state_dict()
+    assert [n for n in after if not torch.equal(after[n], before[n])] == ["score.weight"]
 
 
 def test_exact_resume(run, tmp_path):
@@ -159,7 +193,7 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model_dir, prefs):
     results = []
     for micro in (5, 1, 2):
         model.zero_grad(set_to_none=True)
-        metrics = accumulate_gradients(model, tok, encoded, micro, margin=0.5)
+        metrics = accumulate_gradients(scorer(model, tok, cached=False), encoded, micro, margin=0.5)
         results.append((metrics, {n: p.grad.clone() for n, p in model.named_parameters()}))
     (want_metrics, want_grads), *others = results
     assert want_metrics["loss"] > 0 and any(g.abs().sum() > 0 for g in want_grads.values())

@@ -60,6 +60,24 @@ def test_packed_loss_and_gradients_equal_unpacked(attn, with_teacher):
     assert abs(crossed - unpacked) > 1e-3  # the comparison is sensitive to examples seeing each other
 
 
+def test_model_check_refuses_attention_across_examples_and_foreign_logits():
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    check_model_forward(model, pack=True)
+    # With a cache, transformers 5 builds no block mask from position_ids: packed examples would see each other.
+    forward = model.model.forward
+    model.model.forward = lambda *a, **k: forward(*a, **{**k, "use_cache": True})
+    with pytest.raises(ValueError, match="lets packed examples attend to each other; set data.pack=false"):
+        check_model_forward(model, pack=True)
+    check_model_forward(model, pack=False)  # unpacked rows need no block mask
+    # Logits that are not lm_head(hidden) (e.g. soft-capping) would be silently ignored by the chunked loss.
+    model = tiny_model(tok)
+    full = model.forward
+    model.forward = lambda *a, **k: type(out := full(*a, **k))(logits=out.logits * 2)
+    with pytest.raises(ValueError, match="does not give the model's logits"):
+        check_model_forward(model, pack=False)
+
+
 def test_teacher_with_another_vocabulary_is_refused(tmp_path, tiny_model_dir):
     tok = tiny_tokenizer()
     tok.add_tokens(["<extra>"])
@@ -136,6 +154,16 @@ def test_sft_end_to_end_with_distillation(tiny_model_dir, sft_files, tmp_path):
     AutoModelForCausalLM.from_pretrained(run / "final")
 
 
+def test_time_limit_stops_saves_and_reports(tiny_model_dir, sft_files, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(SFTConfig, None, tiny_sets(tiny_model_dir, sft_files, run) + [
+        "train.steps=50", "train.time_limit_minutes=1e-9", "eval.every=0", "log.tensorboard=false"])
+    result = train_sft(cfg)
+    assert result.steps_done == 1  # any step takes longer than the limit
+    assert (run / "final" / "model.safetensors").is_file() and (run / "checkpoints" / "step_1").is_dir()
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
 def r1lab(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "r1lab.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
@@ -145,17 +173,20 @@ def sets(items: list[str]) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
-def test_kill_and_resume_matches_straight_run(tiny_model_dir, sft_files, tmp_path):
-    """4 steps straight == SIGKILL at the start of step 3, then --resume (bit-identical weights and logs)."""
+def test_kill_and_resume_matches_straight_run(tiny_model_dir, sft_files, tmp_path, capsys):
+    """4 steps straight == the CLI SIGKILLed at the start of step 3, then --resume (bit-identical weights and logs)."""
+    from r1lab.cli import main
+
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    common = ["train.steps=4", "log.tensorboard=false", "model.autocast=bfloat16"]
+    common = ["train.steps=4", "log.tensorboard=false", "model.autocast=bfloat16", "eval.accuracy=false"]
     train_sft(load_config(SFTConfig, None, tiny_sets(tiny_model_dir, sft_files, straight) + common))
     args = ["sft", "--data", str(sft_files / "traces.jsonl"), *sets(tiny_sets(tiny_model_dir, sft_files, resumed) + common)]
-    killed = r1lab(*args, env={"R1LAB_FAULT_AT_STEP": "3"})
+    killed = r1lab(*args, env={"R1LAB_FAULT_AT_STEP": "3"})  # a real process, really killed
     assert killed.returncode != 0 and not (resumed / "final").exists()
-    proc = r1lab(*args, "--resume")
-    assert proc.returncode == 0, proc.stderr
-    assert "resumed from" in proc.stdout and "step 2" in proc.stdout and "held-out loss:" in proc.stdout
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "step 2" in out and "held-out loss:" in out
     a, b = load_file(straight / "final" / "model.safetensors"), load_file(resumed / "final" / "model.safetensors")
     initial = load_file(Path(tiny_model_dir) / "model.safetensors")
     assert any(not torch.equal(a[k], initial[k]) for k in a)  # training changed the weights
@@ -164,8 +195,9 @@ def test_kill_and_resume_matches_straight_run(tiny_model_dir, sft_files, tmp_pat
     log = lambda run: [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["step"] for r in log(resumed)] == [0, 1, 2, 3, 4]
     assert [r.get("loss/train") for r in log(resumed)] == [r.get("loss/train") for r in log(straight)]
-    again = r1lab(*args, "--resume")
-    assert again.returncode == 1 and "already finished" in again.stderr
+    assert [r.get("eval/loss") for r in log(resumed)] == [r.get("eval/loss") for r in log(straight)]
+    assert main([*args, "--resume"]) == 1 and "already finished" in capsys.readouterr().err
+    assert main(args) == 1 and "--resume" in capsys.readouterr().err  # no silent mixing of two runs
 
 
 def test_cli_help_and_bad_row(tmp_path, capsys):

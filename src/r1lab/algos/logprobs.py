@@ -1,5 +1,5 @@
-"""Log-probabilities and entropies of completion tokens, without materialising full-vocabulary fp32 logits for
-the prompt (only the completion positions are projected through the LM head)."""
+"""Log-probabilities and entropies of completion tokens, never materialising the full-vocabulary logits of every
+token: only real completion tokens go through the LM head, a tile of tokens at a time, forward and backward."""
 
 from __future__ import annotations
 
@@ -11,17 +11,73 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
-def selective_log_softmax(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[ids] per position, computed in fp32. logits: (B, T, V), ids: (B, T) -> (B, T)."""
-    logits = logits.float()
-    picked = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+LOGIT_CHUNK = 1024  # tokens per LM-head tile: 1024 x 49,152 fp32 logits = 200 MB, the largest buffer held
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy of softmax(logits) per position, fp32. (B, T, V) -> (B, T)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
+class _ChunkedLogProbs(torch.autograd.Function):
+    """log softmax(h W^T / T)[id] per row, and optionally the entropy, with logits made one tile at a time.
+
+    Forward keeps only (N,) log-sum-exps; backward recomputes each tile's logits and uses
+    d logp / d logits = (onehot(id) - softmax) / T, so (N, V) logits never exist for all N tokens at once.
+    Matmuls run in ``compute_dtype`` (the autocast dtype, as the LM head would under autocast); the softmax
+    and everything after it in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, ids, temperature: float, chunk: int, compute_dtype, with_entropy: bool):
+        N = hidden.shape[0]
+        logp = hidden.new_empty(N, dtype=torch.float32)
+        lse = hidden.new_empty(N, dtype=torch.float32)
+        entropy = hidden.new_empty(N, dtype=torch.float32) if with_entropy else None
+        w = weight.to(compute_dtype)
+        for s in range(0, N, chunk):
+            logits = (hidden[s : s + chunk].to(compute_dtype) @ w.T).float() / temperature  # (n, V)
+            lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
+            logp[s : s + chunk] = logits.gather(1, ids[s : s + chunk, None]).squeeze(1) - lse[s : s + chunk]
+            if with_entropy:  # H = lse - sum_v p_v z_v
+                probs = (logits - lse[s : s + chunk, None]).exp()
+                entropy[s : s + chunk] = lse[s : s + chunk] - (probs * logits).sum(dim=-1)
+        ctx.save_for_backward(hidden, weight, ids, lse)
+        ctx.temperature, ctx.chunk, ctx.compute_dtype = temperature, chunk, compute_dtype
+        if entropy is None:
+            return logp, torch.zeros(0, device=hidden.device)
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        hidden, weight, ids, lse = ctx.saved_tensors
+        T, chunk, dt = ctx.temperature, ctx.chunk, ctx.compute_dtype
+        w = weight.to(dt)
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        for s in range(0, hidden.shape[0], chunk):
+            h = hidden[s : s + chunk].to(dt)
+            logits = (h @ w.T).float() / T
+            g = -(logits - lse[s : s + chunk, None]).exp()  # -softmax
+            g.scatter_add_(1, ids[s : s + chunk, None], torch.ones_like(g[:, :1]))
+            g = (g * (grad_logp[s : s + chunk, None] / T)).to(dt)  # (n, V) gradient w.r.t. the logits
+            if grad_hidden is not None:
+                grad_hidden[s : s + chunk] = (g @ w).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += (g.T @ h).float()
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None, None, None
+
+
+def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,
+                     with_entropy: bool = False, chunk: int = LOGIT_CHUNK) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (N,) of ``ids`` (N,) under logits = hidden (N, H) @ weight (V, H)^T / temperature, in fp32.
+
+    Also the (N,) entropies when asked (no gradient). Under autocast the matmuls run in its dtype.
+    """
+    device_type = hidden.device.type
+    compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+    with torch.autocast(device_type, enabled=False):
+        logp, entropy = _ChunkedLogProbs.apply(hidden, weight, ids, float(temperature), chunk, compute_dtype,
+                                               with_entropy)
+    return logp, entropy if with_entropy else None
 
 
 def completion_logprobs(
@@ -40,38 +96,45 @@ def completion_logprobs(
     values are shared: ``prompt_ids`` (U, P) holds the U distinct prompts and ``prompt_index`` (B,) says which
     one row b continues (None: U == B, row b continues prompt b). Gradients flow back through the shared keys and
     values exactly as in the unshared forward; the prompt forward costs U/B of it. Position ids come from the
-    attention mask so left-padded rows see the positions generate() gave them; only completion positions go
-    through the LM head.
+    attention mask so left-padded rows see the positions generate() gave them. Only real completion tokens
+    (``completion_mask`` > 0) go through the LM head, in tiles (``chunked_logprobs``); log-probs and entropies of
+    masked-out positions are 0.
     """
     B, C = completion_ids.shape
     if prompt_index is None:
         prompt_index = torch.arange(B, device=completion_ids.device)
+    if getattr(model.config, "final_logit_softcapping", None) or getattr(model.config, "logit_scale", None):
+        raise NotImplementedError("completion_logprobs projects hidden states through the LM head itself and does not "
+                                  "implement logit soft-capping or scaling")
+    backbone, head = model.get_decoder(), model.get_output_embeddings()
     prompt_mask = prompt_mask.long()
-    # 1. prompts once: keys/values of every layer, and the logits at the last prompt position (predicts token 0)
-    prompt_out = model(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=position_ids_from_mask(prompt_mask),
-        logits_to_keep=1,
-        use_cache=True,
-    )
+    # Columns past every row's last real token change nothing: run only up to the longest completion
+    used = int(completion_mask.sum(dim=1).max()) if B else 0
+    ids, mask = completion_ids[:, : max(used, 1)], completion_mask[:, : max(used, 1)]
+    # 1. prompts once: keys/values of every layer, and the hidden state at the last prompt position (predicts token 0)
+    prompt_out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
+                          use_cache=True)
     cache = prompt_out.past_key_values
     cache.batch_select_indices(prompt_index)  # (U, ...) -> (B, ...), differentiable indexing
-    logits = prompt_out.logits[prompt_index]  # (B, 1, V)
+    hidden = prompt_out.last_hidden_state[prompt_index, -1:]  # (B, 1, H)
     # 2. completions on top of the shared cache: input token t predicts completion token t + 1
-    if C > 1:
-        full_mask = torch.cat([prompt_mask[prompt_index], completion_mask.long()], dim=1)  # (B, P + C)
+    if ids.shape[1] > 1:
+        full_mask = torch.cat([prompt_mask[prompt_index], mask.long()], dim=1)  # (B, P + C')
         P = prompt_ids.shape[1]
-        completion_out = model(
-            input_ids=completion_ids[:, :-1],
-            attention_mask=full_mask[:, :-1],
-            position_ids=position_ids_from_mask(full_mask)[:, P:-1],
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logits = torch.cat([logits, completion_out.logits], dim=1)  # (B, C, V)
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp = selective_log_softmax(logits, completion_ids)
-    entropy = entropy_from_logits(logits.detach()) if with_entropy else None
+        completion_out = backbone(input_ids=ids[:, :-1], attention_mask=full_mask[:, :-1],
+                                  position_ids=position_ids_from_mask(full_mask)[:, P:-1], past_key_values=cache,
+                                  use_cache=True)
+        hidden = torch.cat([hidden, completion_out.last_hidden_state], dim=1)  # (B, C', H)
+    # 3. the LM head and log-softmax on real completion tokens only, a tile at a time
+    real = mask.bool()  # (B, C')
+    token_logp, token_entropy = chunked_logprobs(hidden[real], head.weight, ids[real], temperature, with_entropy)
+    logp = completion_ids.new_zeros(B, C, dtype=torch.float32)
+    logp = logp.masked_scatter(_pad_to(real, C), token_logp)  # (B, C), 0 where masked out
+    entropy = None
+    if with_entropy:
+        entropy = logp.new_zeros(B, C).masked_scatter(_pad_to(real, C), token_entropy)
     return logp, entropy
+
+
+def _pad_to(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(mask, (0, width - mask.shape[1]), value=False)

@@ -73,7 +73,7 @@ def _examples_for(rows: list[tuple[int, dict]], cfg, path: str) -> tuple[list[Ex
         from r1lab.tasks import load_task
 
         t = cfg.task
-        task = load_task(t.name, t.params, t.seed, t.train_size, t.eval_size, t.eval_path)
+        task = load_task(t.name, t.resolved_params(), t.seed, t.train_size, t.eval_size, t.eval_path)
         by_id = {e.id: e for e in task.train + task.eval}
         examples = []
         for lineno, row in rows:

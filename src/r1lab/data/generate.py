@@ -97,8 +97,8 @@ def run_generate(cfg, teacher: Teacher | None = None) -> dict:
     from r1lab.tasks import load_task
     from r1lab.track.progress import Progress
 
-    task = load_task(cfg.task.name, cfg.task.params, cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
-                     cfg.task.eval_path)
+    t = cfg.task
+    task = load_task(t.name, t.resolved_params(), t.seed, t.train_size, t.eval_size, t.eval_path)
     examples = task.train if cfg.output.split == "train" else task.eval
     if cfg.output.num_prompts:
         examples = examples[: cfg.output.num_prompts]

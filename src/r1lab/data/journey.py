@@ -95,6 +95,14 @@ def run_journey(cfg) -> dict:
     n_journey, n_shortcut = mix_counts(len(journeys), len(shortcuts), cfg.journey_fraction, cfg.max_rows)
     chosen = rng.sample(journeys, n_journey) + rng.sample(shortcuts, n_shortcut)
     rng.shuffle(chosen)
+    # (id, sample) stays a unique key in the output: number each prompt's rows again, keeping the source index
+    count: dict[str, int] = {}
+    for i, row in enumerate(chosen):
+        meta = dict(row["meta"])
+        if meta["kind"] == "shortcut":
+            meta["source_sample"] = row["sample"]
+        chosen[i] = {**row, "sample": count.setdefault(row["id"], 0), "meta": meta}
+        count[row["id"]] += 1
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -37,11 +37,12 @@ class ProgramTrace:
     mistake: str | None = None  # kind of the injected mistake, None for an exact trace
 
 
-def finish(lines: list[str], answer: str, fmt: str, plain_ending: str) -> str:
-    """Join the steps and end them in ``fmt``: ``plain`` appends ``plain_ending``; ``think`` wraps the steps in
-    ``<think>`` and the answer in ``<answer>`` (the R1-Zero template's layout)."""
+def finish(lines: list[str], answer: str, fmt: str, plain_ending: str | None = None) -> str:
+    """Join the steps and end them in ``fmt``: ``plain`` appends ``plain_ending`` (when the last step does not
+    already end with the answer); ``think`` wraps the steps in ``<think>`` and the answer in ``<answer>`` (the
+    R1-Zero template's layout)."""
     if fmt == "plain":
-        return "\n".join(lines + [plain_ending])
+        return "\n".join(lines + ([plain_ending] if plain_ending else []))
     if fmt == "think":
         return "<think>\n" + "\n".join(lines) + "\n</think>\n<answer>" + answer + "</answer>"
     raise ValueError(f"unknown program teacher format {fmt!r}; allowed: {', '.join(FORMATS)}")
@@ -194,21 +195,20 @@ def arithmetic_trace(example: Example, rng: random.Random, fmt: str = "plain", e
         dropped = [s for s in spots if s.kind != "slip"]
         fault = rng.choice(dropped if dropped and rng.random() < 0.7 else spots)
         lines, total, _ = _arithmetic_run(numbers, ops, fault)
-    return ProgramTrace(finish(lines[:-1], str(total), fmt, lines[-1]) if fmt == "plain"
-                        else finish(lines, str(total), fmt, ""), str(total), fault.kind if fault else None)
+    # the last step, "So A + B = S.", ends with the answer: last_number extraction finds it in the plain layout
+    return ProgramTrace(finish(lines, str(total), fmt), str(total), fault.kind if fault else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Countdown
 # ---------------------------------------------------------------------------------------------------------------
-_OPS: dict[str, Callable[[Fraction, Fraction], Fraction | None]] = {
+_OP_ORDER = ["+", "-", "*", "/"]
+_INT_OPS: dict[str, Callable[[int, int], int | None]] = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b if a > b else None,  # positive intermediates only, like a person playing the game
     "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b if b > 1 and a % b == 0 else None,  # exact division only
+    "/": lambda a, b: a // b if b > 1 and a % b == 0 else None,  # exact division only
 }
-
-
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
@@ -223,42 +223,59 @@ class Node:
 
 
 def solve_countdown(numbers: list[int], target: int, rng: random.Random, max_nodes: int = 200_000):
-    """Steps [(a, op, b, result)] combining all ``numbers`` into ``target``, or None when there is no solution.
+    """Steps [(a, op, b, result)] (as Nodes) combining all ``numbers`` into ``target``, or None when impossible.
 
-    Depth-first over pairs of the remaining numbers; the pair order is shuffled by ``rng`` so different samples
-    find different solutions. Multisets of values already shown unsolvable are remembered.
+    Depth-first over pairs of the remaining numbers; the pair and operator orders are shuffled by ``rng`` so
+    different samples find different solutions. Intermediate values stay positive integers (a - b only when
+    a > b, a / b only when exact), so the search runs on plain ints; multisets of values already shown unsolvable
+    are remembered. Expressions are built for the solution path only.
     """
-    failed: set[tuple[Fraction, ...]] = set()
+    failed: set[tuple[int, ...]] = set()
     budget = [max_nodes]
+    op_order = rng.sample(_OP_ORDER, len(_OP_ORDER))  # one order per sample: shuffling at every node costs half the time
 
-    def search(nodes: list[Node]) -> list[tuple[Node, str, Node, Node]] | None:
-        if len(nodes) == 1:
-            return [] if nodes[0].value == target else None
-        key = tuple(sorted(n.value for n in nodes))
+    def search(values: list[int]) -> list[tuple[int, str, int, int]] | None:
+        if len(values) == 2:  # the last step: no recursion, no memo (most of the nodes are here)
+            a, b = values
+            for op in op_order:
+                for x, y in ((a, b), (b, a)) if op in "-/" else ((a, b),):
+                    if _INT_OPS[op](x, y) == target:
+                        return [(x, op, y, target)]
+            return None
+        key = tuple(sorted(values))
         if key in failed:
             return None
         budget[0] -= 1
         if budget[0] < 0:
             raise ValueError(f"program:countdown: search budget of {max_nodes} nodes exhausted for {numbers} -> {target}")
-        pairs = [(i, j) for i in range(len(nodes)) for j in range(len(nodes)) if i != j]
+        pairs = [(i, j) for i in range(len(values)) for j in range(i + 1, len(values))]
         rng.shuffle(pairs)
         for i, j in pairs:
-            a, b = nodes[i], nodes[j]
-            for op in rng.sample(list(_OPS), len(_OPS)):
-                if op in "+*" and i > j:
-                    continue  # commutative: one order is enough
-                value = _OPS[op](a.value, b.value)
-                if value is None:
-                    continue
-                node = Node(value, f"{a.operand()} {op} {b.operand()}", True)
-                rest = [n for k, n in enumerate(nodes) if k not in (i, j)] + [node]
-                found = search(rest)
-                if found is not None:
-                    return [(a, op, b, node)] + found
+            rest = [v for k, v in enumerate(values) if k != i and k != j]
+            a, b = values[i], values[j]
+            for op in op_order:
+                for x, y in ((a, b), (b, a)) if op in "-/" else ((a, b),):
+                    value = _INT_OPS[op](x, y)
+                    if value is None:
+                        continue
+                    found = search(rest + [value])
+                    if found is not None:
+                        return [(x, op, y, value)] + found
         failed.add(key)
         return None
 
-    return search([Node(Fraction(n), str(n)) for n in numbers])
+    path = search(list(numbers))
+    if path is None:
+        return None
+    pool = [Node(Fraction(n), str(n)) for n in numbers]
+    steps = []
+    for x, op, y, value in path:
+        a = pool.pop(next(k for k, n in enumerate(pool) if n.value == x))
+        b = pool.pop(next(k for k, n in enumerate(pool) if n.value == y))
+        node = Node(Fraction(value), f"{a.operand()} {op} {b.operand()}", True)
+        pool.append(node)
+        steps.append((a, op, b, node))
+    return steps
 
 
 def _evaluate(steps, swap: tuple[int, str] | None = None) -> tuple[Fraction | None, str]:
@@ -303,7 +320,7 @@ def countdown_trace(example: Example, rng: random.Random, fmt: str = "plain", er
     if rng.random() < error_rate:
         # A wrong operator written down while the intended value is carried on: the expression no longer makes
         # the target. Only swaps that really change the final value count.
-        choices = [(k, o) for k in range(len(steps)) for o in _OPS if o != ops[k]]
+        choices = [(k, o) for k in range(len(steps)) for o in _OP_ORDER if o != ops[k]]
         rng.shuffle(choices)
         swap = next(((k, o) for k, o in choices if _evaluate(steps, (k, o))[0] != target), None)
         if swap:

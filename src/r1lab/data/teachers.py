@@ -226,12 +226,16 @@ class EndpointTeacher:
 
     def payload(self, req: TeacherRequest) -> dict:
         s, p = self.sampling, self.prompt
-        question = req.example.question + (f" {p.instruction}" if p.instruction else "")
         body: dict = {"model": self.settings.model, "max_tokens": s.max_new_tokens, "temperature": s.temperature,
                       "top_p": s.top_p, "n": 1, "seed": req.seed}
-        if self.settings.api == "chat":
-            messages = [{"role": "user", "content": question}]
-            body["messages"] = ([{"role": "system", "content": p.system}] if p.system else []) + messages
+        if self.settings.api == "chat":  # the same turns build_prompt gives a local chat template
+            messages = [dict(m) for m in req.example.messages or [{"role": "user", "content": req.example.question}]]
+            if p.instruction:
+                last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+                messages[last_user]["content"] += f" {p.instruction}"
+            if p.system and messages[0]["role"] != "system":
+                messages = [{"role": "system", "content": p.system}] + messages
+            body["messages"] = messages
         else:
             from r1lab.models.templates import build_prompt
 
@@ -307,16 +311,17 @@ class EndpointTeacher:
         self._stop.clear()
         pending = iter(requests)
         error: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="teacher") as pool:
-            running: dict[Future, TeacherRequest] = {}
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="teacher")
+        running: dict[Future, TeacherRequest] = {}
 
-            def refill() -> None:
-                while error is None and len(running) < self.settings.concurrency:
-                    req = next(pending, None)
-                    if req is None:
-                        return
-                    running[pool.submit(self.request, req)] = req
+        def refill() -> None:
+            while error is None and len(running) < self.settings.concurrency:
+                req = next(pending, None)
+                if req is None:
+                    return
+                running[pool.submit(self.request, req)] = req
 
+        try:
             refill()
             while running:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -331,6 +336,10 @@ class EndpointTeacher:
                         continue
                     yield req, reply
                 refill()
+        finally:
+            if running:  # interrupted (Ctrl-C, the consumer stopped): start nothing new, retry nothing
+                self._stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
         if error is not None:
             raise error
 

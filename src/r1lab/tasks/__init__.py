@@ -29,6 +29,16 @@ def load_task(
             raise ValueError(f"task {name}: task.params apply only to rg: tasks (and math: tasks' verifier "
                              f"settings), got {params}")
         return load_code_task(name, seed, eval_size, eval_path)
+    if name == "mix":  # several sources, each example scored by its own source (r1lab.tasks.mix)
+        from r1lab.tasks.mix import load_mix_task
+
+        return load_mix_task(params, seed, train_size, eval_size)
+    if name == "general" or name.startswith("general:"):  # general prompts, no answer (reward-model scored)
+        from r1lab.tasks.mix import load_general_task
+
+        if params:
+            raise ValueError(f"task {name}: takes no task.params, got {params}")
+        return load_general_task(name, seed, eval_size)
     if name.endswith((".jsonl", ".json", ".parquet")):
         from r1lab.tasks.files import load_file_task
 
@@ -38,7 +48,8 @@ def load_task(
         return load_file_task(name, seed, eval_size, eval_path)
     raise ValueError(f"unknown task {name!r}: use 'rg:<reasoning-gym dataset>' (e.g. rg:chain_sum), "
                      "a .jsonl/.parquet file, math:<file> to check its answers with math-verify, "
-                     "humaneval, or code:<file.jsonl> for code problems with tests")
+                     "humaneval, code:<file.jsonl> for code problems with tests, general[:<file.jsonl>] for "
+                     "general prompts without answers, or mix (task.params.sources) to mix several")
 
 
 __all__ = ["Task", "load_task"]

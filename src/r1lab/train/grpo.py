@@ -149,7 +149,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # 2. score every completion against its own example
         grouped_examples = [e for e in examples for _ in range(cfg.rollout.group_size)]
         results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx,
-                              token_lengths=batch.lengths.long().tolist())
+                              token_lengths=batch.lengths.long().tolist(), apply_to=cfg.rewards.apply_to)
         rewards = torch.tensor([r.total for r in results], dtype=torch.float32)  # (B,)
         valid = torch.tensor([r.valid for r in results])  # (B,)
         counters["reward_errors"] += int((~valid).sum())
@@ -165,6 +165,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         step_metrics = _optimize(cfg, policy, reference, optimizer, batch, adv, loss_mask)
         if step_metrics.pop("skipped"):
             counters["skipped_steps"] += 1
+        used_lr = optimizer.param_groups[0]["lr"]  # the rate this step used (get_last_lr after step() is the next one)
         with warnings.catch_warnings():  # a step with nothing to learn skips optimizer.step(); the schedule moves on
             warnings.simplefilter("ignore", UserWarning)
             scheduler.step()
@@ -178,7 +179,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
         metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/train_total_s": counters["train_seconds"],
-                        "lr": scheduler.get_last_lr()[0], "counters/skipped_steps": counters["skipped_steps"],
+                        "lr": used_lr, "counters/skipped_steps": counters["skipped_steps"],
                         "counters/reward_errors": counters["reward_errors"]})
         limit_s = cfg.train.time_limit_minutes * 60
         out_of_time = limit_s > 0 and counters["train_seconds"] >= limit_s
@@ -296,8 +297,8 @@ def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor,
     G = batch.group_size
     metrics = {"reward/mean": float(rewards[valid].mean()) if valid.any() else float("nan"),
                "reward/std": float(rewards[valid].std()) if valid.sum() > 1 else 0.0}
-    for name in results[0].breakdown if results else []:
-        values = [r.breakdown[name] for r in results if r.valid]
+    for name in dict.fromkeys(n for r in results for n in r.breakdown):  # rewards.apply_to: not every sample has all
+        values = [r.breakdown[name] for r in results if r.valid and name in r.breakdown]
         metrics[f"reward/{name}"] = sum(values) / max(len(values), 1)
     groups = rewards.view(-1, G)
     metrics["reward/zero_variance_groups"] = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())

@@ -74,7 +74,12 @@ def build_reward_model(name: str, dtype: torch.dtype = torch.float32, device: st
 
 def freeze_bottom(model, layers: int) -> None:
     """Freeze the embeddings and the first ``layers`` transformer blocks: backward then stops at the first trained
-    block, which makes CPU training several times cheaper (partial fine-tuning of the backbone)."""
+    block, which makes CPU training several times cheaper (partial fine-tuning of the backbone). ``-1`` freezes the
+    whole backbone: only the score head trains (a linear probe)."""
+    if layers == -1:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("score."))
+        return
     if layers <= 0:
         return
     base = getattr(model, model.base_model_prefix, None)
@@ -103,48 +108,91 @@ def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> tup
     return kept, encoded
 
 
-def sequence_scores(model, tokenizer, encodings: list[dict]) -> torch.Tensor:
-    """The head's scalar for each encoding, one right-padded forward pass: (N,) float32."""
+def pooled_outputs(model, tokenizer, encodings: list[dict]) -> torch.Tensor:
+    """The model's pooled output for each encoding, one right-padded forward pass: (N, num_labels)."""
     device = next(model.parameters()).device
     batch = tokenizer.pad(encodings, padding=True, return_tensors="pt")
-    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-    return logits[:, 0].float()  # (N,)
+    return model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
 
 
 def pair_scores(model, tokenizer, encoded: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) scores, each (P,), both sides of the P pairs in one forward pass."""
-    scores = sequence_scores(model, tokenizer, [c for c, _ in encoded] + [r for _, r in encoded])  # (2P,)
+    scores = pooled_outputs(model, tokenizer, [c for c, _ in encoded] + [r for _, r in encoded])[:, 0].float()  # (2P,)
     return scores[: len(encoded)], scores[len(encoded):]
 
 
-def accumulate_gradients(model, tokenizer, encoded: list[Encoded], micro_batch_size: int, margin: float
-                         ) -> dict[str, float]:
-    """Backward pass of the mean Bradley-Terry loss over ``encoded``, ``micro_batch_size`` pairs at a time.
+def head_features(model, tokenizer, encoded: list[Encoded], batch_size: int, progress: bool = False
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(chosen, rejected) inputs of the score head, each (H,), for a frozen backbone (``freeze_layers=-1``).
+
+    The head is swapped for the identity during transformers' own forward, so the vectors are pooled at exactly
+    the token the full model reads; the head being linear, ``score(feature)`` is then the full model's score.
+    Computed once: a frozen backbone gives the same features at every step.
+    """
+    if not isinstance(getattr(model, "score", None), torch.nn.Linear):
+        raise ValueError(f"train.freeze_layers=-1 needs a linear .score head; {type(model).__name__} has none")
+    head, was_training = model.score, model.training
+    model.score = torch.nn.Identity()
+    model.eval()
+    try:
+        flat = [e for pair in encoded for e in pair]  # chosen_0, rejected_0, chosen_1, ...
+        order = sorted(range(len(flat)), key=lambda i: len(flat[i]["input_ids"]))  # little padding per batch
+        rows: dict[int, torch.Tensor] = {}
+        bar = Progress(total=len(flat), enabled=progress, desc="features")
+        with torch.no_grad():
+            for start in range(0, len(order), 2 * batch_size):
+                chunk = order[start : start + 2 * batch_size]
+                rows.update(zip(chunk, pooled_outputs(model, tokenizer, [flat[i] for i in chunk])))  # (b, H)
+                bar.update(len(rows))
+        bar.close()
+    finally:
+        model.score = head
+        model.train(was_training)
+    return [(rows[2 * i], rows[2 * i + 1]) for i in range(len(encoded))]
+
+
+def scorer(model, tokenizer, cached: bool):
+    """The function from a list of pair items to (chosen, rejected) scores: items are token encodings, or cached
+    head features when the backbone is frozen."""
+    if not cached:
+        return lambda items: pair_scores(model, tokenizer, items)
+
+    def from_features(items):
+        feats = torch.stack([c for c, _ in items] + [r for _, r in items])  # (2P, H)
+        scores = model.score(feats)[:, 0].float()  # (2P,)
+        return scores[: len(items)], scores[len(items):]
+
+    return from_features
+
+
+def accumulate_gradients(score_pairs, items: list, micro_batch_size: int, margin: float) -> dict[str, float]:
+    """Backward pass of the mean Bradley-Terry loss over ``items`` (scored by ``score_pairs``), ``micro_batch_size``
+    pairs at a time.
 
     Each micro-batch's mean is weighted by its share of the pairs, so the accumulated gradient (and the returned
     metrics) are those of the mean over all pairs, whatever the micro-batch size.
     """
     sums = {"loss": 0.0, "accuracy": 0.0, "margin": 0.0, "chosen": 0.0, "rejected": 0.0}
-    for start in range(0, len(encoded), micro_batch_size):
-        chunk = encoded[start : start + micro_batch_size]
-        chosen, rejected = pair_scores(model, tokenizer, chunk)  # (m,), (m,)
+    for start in range(0, len(items), micro_batch_size):
+        chunk = items[start : start + micro_batch_size]
+        chosen, rejected = score_pairs(chunk)  # (m,), (m,)
         loss, m = bradley_terry_loss(chosen, rejected, margin)
-        weight = len(chunk) / len(encoded)
+        weight = len(chunk) / len(items)
         (loss * weight).backward()
         for key in sums:
             sums[key] += m[key] * weight
     return sums
 
 
-def evaluate(model, tokenizer, pairs: list[PreferencePair], encoded: list[Encoded], batch_size: int,
+def evaluate(model, score_pairs, pairs: list[PreferencePair], items: list, batch_size: int,
              margin: float) -> tuple[dict[str, float], list[dict]]:
     """Held-out pairwise accuracy, loss and mean margin (overall and per ``category``), and per-pair records."""
     was_training = model.training
     model.eval()
     chosen, rejected = [], []
     with torch.no_grad():
-        for start in range(0, len(encoded), batch_size):
-            c, r = pair_scores(model, tokenizer, encoded[start : start + batch_size])
+        for start in range(0, len(items), batch_size):
+            c, r = score_pairs(items[start : start + batch_size])
             chosen.append(c.cpu())
             rejected.append(r.cpu())
     model.train(was_training)
@@ -202,6 +250,11 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
                          f"{cfg.data.max_length} tokens; raise it")
     print(f"preference pairs: {len(train_pairs)} train, {len(eval_pairs)} held out"
           + (f" ({dropped} longer than data.max_length dropped)" if dropped else ""))
+    cached = cfg.train.freeze_layers == -1
+    if cached:  # a frozen backbone: its features, computed once, stand in for the token encodings
+        train_enc = head_features(model, tokenizer, train_enc, cfg.eval.batch_size, cfg.log.progress)
+        eval_enc = head_features(model, tokenizer, eval_enc, cfg.eval.batch_size, cfg.log.progress)
+    score_pairs = scorer(model, tokenizer, cached)
     sampler = PromptSampler(len(train_pairs), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         model, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
@@ -217,7 +270,7 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     (run_dir / "eval").mkdir(exist_ok=True)
 
     def run_eval(step: int) -> dict:
-        metrics, records = evaluate(model, tokenizer, eval_pairs, eval_enc, cfg.eval.batch_size, cfg.train.margin)
+        metrics, records = evaluate(model, score_pairs, eval_pairs, eval_enc, cfg.eval.batch_size, cfg.train.margin)
         with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
         return metrics
@@ -234,7 +287,7 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         # 1-3. scores, loss and gradients of this step's pairs
         optimizer.zero_grad(set_to_none=True)
         batch = [train_enc[i] for i in sampler.next_indices(cfg.train.pairs_per_step)]
-        sums = accumulate_gradients(model, tokenizer, batch, cfg.train.micro_batch_size, cfg.train.margin)
+        sums = accumulate_gradients(score_pairs, batch, cfg.train.micro_batch_size, cfg.train.margin)
 
         # 4. optimizer step (skipped, and counted, when the gradient is not finite)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm or float("inf")))

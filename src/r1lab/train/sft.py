@@ -91,7 +91,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     if cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
         from r1lab.rollout.hf import HFGenerateEngine
 
-        engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.eval.batch_size)
+        engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype],
+                                  batch_size=cfg.eval.batch_size)
 
     start_step, counters = 0, {"train_seconds": 0.0, "skipped_steps": 0, "trained_tokens": 0}
     if resume and checkpoints:
@@ -110,8 +111,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
 
     eval_before = None
     if cfg.eval.every and start_step == 0:
-        eval_before = run_eval(0)
-        logger.log(0, eval_before)
+        eval_before = run_eval(0) or None  # empty when there is neither held-out data nor a task
+        if eval_before:
+            logger.log(0, eval_before)
 
     # --- the loop ----------------------------------------------------------------------------------------------
     fault_step = int(os.environ.get("R1LAB_FAULT_AT_STEP", "0"))  # test hook: simulate a kill (SIGKILL)
@@ -167,7 +169,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     records = read_jsonl(run_dir / "metrics.jsonl")
     plot_sft(records, run_dir / "training.png", title=f"SFT {cfg.model.name} on {Path(cfg.data.train_path).name}")
     if step < total_steps:
-        print(f"stopped at step {step} of {total_steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} reached")
+        print(f"stopped at step {step} of {total_steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} "
+              f"reached")
     policy.save_pretrained(final_dir, safe_serialization=True)
     tokenizer.save_pretrained(final_dir)
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
@@ -243,8 +246,8 @@ def check_model_forward(model, pack: bool) -> None:
             raise ValueError(f"{type(model).__name__}: the LM head applied to the last hidden state does not give "
                              f"the model's logits (logit scaling or soft-capping?); r1lab sft does not support it yet")
         if pack:
-            packed = model.base_model(input_ids=ids[None], position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2]], device=device),
-                                      use_cache=False).last_hidden_state
+            restart = torch.tensor([[0, 1, 2, 3, 0, 1, 2]], device=device)  # two examples: 4 then 3 tokens
+            packed = model.base_model(input_ids=ids[None], position_ids=restart, use_cache=False).last_hidden_state
             alone = model.base_model(input_ids=b, use_cache=False).last_hidden_state
             if not torch.allclose(packed[:, 4:], alone, atol=atol, rtol=1e-3):
                 raise ValueError(f"{type(model).__name__} with attention {model.config._attn_implementation!r} lets "
@@ -322,7 +325,6 @@ def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBat
             "loss/kl": sums["kl"] / num_tokens if teacher is not None else None, "train/grad_norm": grad_norm,
             "train/tokens": num_tokens, "train/rows": rows, "train/pack_efficiency": input_tokens / capacity,
             "skipped": skipped}
-
 
 
 # --- evaluation --------------------------------------------------------------------------------------------------
