@@ -175,24 +175,8 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
     logger.close()
     summary["seconds_total"] = time.monotonic() - t0
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot(history, run_dir / "prm_training.png")
+    from r1lab.track.plots import plot_training
+
+    plot_training(history, run_dir / "prm_training.png", title=f"PRM from {cfg.model.name}",
+                  panels=(("BCE loss", ("train/loss",)), ("Step-label accuracy", ("train/step_accuracy",))))
     return summary
-
-
-def _plot(history: list[dict[str, Any]], path: Path) -> None:
-    if not history:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key in zip(axes, ("train/loss", "train/step_accuracy")):
-        ax.plot([h["step"] for h in history], [h[key] for h in history], marker="o", markersize=3)
-        ax.set_title(key)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

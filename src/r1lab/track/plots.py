@@ -13,14 +13,20 @@ PANELS = (
 )
 
 
-def plot_training(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def plot_training(records: list[dict[str, Any]], path: str | Path, title: str = "",
+                  panels: tuple = PANELS, columns: int = 2) -> Path:
+    """One panel per (title, metric keys): each key's values against ``step``, from a run's metrics records.
+    The default panels are GRPO's; SFT, the reward model and the PRM pass their own."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for ax, (panel_title, keys) in zip(axes.flat, PANELS):
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (panel_title, keys) in zip(axes.flat, panels):
         for key in keys:
             points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
             if points:

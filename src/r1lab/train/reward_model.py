@@ -27,6 +27,7 @@ from r1lab.data.preferences import PreferencePair, drop_shared_prompts, read_pre
 from r1lab.rewards.reward_model import encode_pair
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
+from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
 from r1lab.train.grpo import DTYPE, AlreadyFinished, resolve_device, seed_everything
@@ -330,7 +331,8 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     model.save_pretrained(final_dir, safe_serialization=True)
     tokenizer.save_pretrained(final_dir)
     records = read_jsonl(run_dir / "metrics.jsonl")
-    plot_reward_model(records, run_dir / "training.png", title=f"Reward model from {cfg.model.name} on {cfg.data.path}")
+    plot_training(records, run_dir / "training.png", title=f"Reward model from {cfg.model.name} on {cfg.data.path}",
+                  panels=PANELS, columns=3)
     evals = [r for r in records if "eval/accuracy" in r]
     result = RMResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
                       eval_after=evals[-1] if len(evals) > 1 else None, steps_done=step)
@@ -344,31 +346,3 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
 PANELS = (("Bradley-Terry loss", ("train/loss", "eval/loss")),
           ("Pairwise accuracy", ("train/accuracy", "eval/accuracy")),
           ("Reward margin (chosen - rejected)", ("train/margin", "eval/margin")))
-
-
-def plot_reward_model(records: list[dict], path: str | Path, title: str = "") -> Path:
-    """PNG of loss, pairwise accuracy and margin per step, train beside held-out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(14, 4))
-    for ax, (panel_title, keys) in zip(axes, PANELS):
-        for key in keys:
-            points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=key)
-        ax.set_title(panel_title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

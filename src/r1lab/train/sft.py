@@ -25,6 +25,7 @@ from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_over
 from r1lab.models.loading import load_model
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
+from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
 from r1lab.train.grpo import DTYPE, AlreadyFinished, resolve_device, seed_everything
@@ -167,7 +168,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
 
     # --- outputs: final HF folder and plot ---------------------------------------------------------------------
     records = read_jsonl(run_dir / "metrics.jsonl")
-    plot_sft(records, run_dir / "training.png", title=f"SFT {cfg.model.name} on {Path(cfg.data.train_path).name}")
+    plot_training(records, run_dir / "training.png", title=f"SFT {cfg.model.name} on {Path(cfg.data.train_path).name}",
+                  panels=PANELS)
     if step < total_steps:
         print(f"stopped at step {step} of {total_steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} "
               f"reached")
@@ -388,29 +390,3 @@ PANELS = (
     ("Learning rate", ("lr",)),
     ("Gradient norm", ("train/grad_norm",)),
 )
-
-
-def plot_sft(records: list[dict], path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for ax, (panel_title, keys) in zip(axes.flat, PANELS):
-        for key in keys:
-            points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=key)
-        ax.set_title(panel_title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
