@@ -71,7 +71,7 @@ def run_r1lab(steps: int, warmup: int, ignore_eos: bool, overrides: list[str]) -
     return {"side": "r1lab", "config": {"overrides": overrides}, "steps": per_step}
 
 
-def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict) -> dict:
+def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, partial: Path) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig as TRLConfig
@@ -112,6 +112,9 @@ def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict) 
             if logs and "completions/mean_length" in logs and log:
                 log[-1]["generated_tokens"] = logs["completions/mean_length"] * PROMPTS_PER_STEP * GROUP
                 log[-1]["reward"] = logs.get("reward")
+                log[-1]["trained_tokens"] = log[-1]["generated_tokens"]  # TRL trains every token of every sequence
+                print(f"TRL step {len(log)}: {log[-1]}", flush=True)
+                partial.write_text(json.dumps({"side": "trl", "partial": True, "steps": log}))  # a cut run leaves data
 
     args = TRLConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-"), use_cpu=True, bf16=bf16, seed=SEED,
@@ -128,8 +131,6 @@ def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict) 
     trainer = GRPOTrainer(model=str(folder), reward_funcs=accuracy, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[Timer()])
     trainer.train()
-    for r in log:  # TRL trains every completion token of every sequence
-        r["trained_tokens"] = r.get("generated_tokens")
     return {"side": "trl", "config": {"bf16": bf16, **extra}, "steps": log}
 
 
@@ -171,7 +172,7 @@ def child(args) -> None:
     else:
         extra = {"gradient_checkpointing": args.trl_gradient_checkpointing,
                  "continuous_batching": args.trl_continuous_batching}
-        raw = run_trl(args.steps, args.warmup, args.ignore_eos, args.trl_bf16 == "on", extra)
+        raw = run_trl(args.steps, args.warmup, args.ignore_eos, args.trl_bf16 == "on", extra, Path(args.json))
     raw["wall_seconds"], raw["warmup"] = time.monotonic() - t0, args.warmup
     raw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raw["threads"] = torch.get_num_threads()

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_grpo(config_path: str | None, overrides: list[str], resume: bool) -> int:
-    from r1lab.train.grpo import AlreadyFinished, train_grpo  # lazy: keeps `r1lab --help` fast
+    from r1lab.train.checkpoint import AlreadyFinished  # lazy: keeps `r1lab --help` fast
+    from r1lab.train.grpo import train_grpo
 
     cfg = load_config(GRPOConfig, config_path, overrides)
     try:
@@ -139,7 +140,7 @@ def _run_grpo(config_path: str | None, overrides: list[str], resume: bool) -> in
 
 def _run_sft(config_path: str | None, data: str | None, overrides: list[str], resume: bool) -> int:
     from r1lab.config import SFTConfig
-    from r1lab.train.grpo import AlreadyFinished
+    from r1lab.train.checkpoint import AlreadyFinished
     from r1lab.train.sft import train_sft  # lazy: keeps `r1lab --help` fast
 
     given = [f"data.train_path={data}"] if data else []
@@ -336,7 +337,7 @@ def _add_rm_parser(sub) -> None:
 
 def _run_rm(config_path: str, overrides: list[str], resume: bool) -> int:
     from r1lab.config import RMConfig
-    from r1lab.train.grpo import AlreadyFinished
+    from r1lab.train.checkpoint import AlreadyFinished
     from r1lab.train.reward_model import train_reward_model  # lazy: keeps `r1lab --help` fast
 
     cfg = load_config(RMConfig, config_path, overrides)

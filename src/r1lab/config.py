@@ -179,7 +179,9 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = option("rg:basic_arithmetic", "rg:<reasoning-gym dataset> or a .jsonl/.parquet file")
+    name: str = option("rg:basic_arithmetic", "rg:<reasoning-gym dataset>, a .jsonl/.parquet file, math:FILE "
+                                              "(math-verify), humaneval or code:FILE (sandboxed tests), general "
+                                              "(the built-in general prompts, no verifier), or mix (task.params.sources)")
     params: dict = option(
         {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+"],
          "allow_parentheses": False, "allow_negation": False},

@@ -237,3 +237,21 @@ def test_example_configs_load():
         load_config(GenerateConfig, path)
     for path in root.glob("filter*.yaml"):
         load_config(FilterConfig, path)
+
+
+def test_a_user_file_task_then_filter_with_its_own_scorer(tmp_path):
+    """A .jsonl task (the default rg params do not apply to it); the program teacher reads the question text."""
+    from r1lab.config import FilterConfig
+    from r1lab.data.filters import run_filter
+
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n"
+                            for a, b in [(12, 34), (5, 7), (99, 99), (40, 2), (8, 8)]))
+    task = [f"task.name={data}", "task.eval_size=1"]
+    run_generate(load_config(GenerateConfig, None, task + [f"output.path={tmp_path / 't.jsonl'}", "sampling.k=2",
+                                                           "output.progress=false"]))
+    rows = rows_of(tmp_path / "t.jsonl")
+    assert len(rows) == 8 and all(r["completion"].endswith(f"= {r['answer']}.") for r in rows)
+    report = run_filter(load_config(FilterConfig, None, task + [f"input={tmp_path / 't.jsonl'}",
+                                                                f"output={tmp_path / 'f.jsonl'}"]))
+    assert report["correct_rate"] == 1.0 and report["dropped"]["exact_duplicate"] == 4  # k=2 identical exact traces

@@ -4,6 +4,7 @@ OpenAI-compatible endpoint client (retries, back-off, errors naming the URL) aga
 from __future__ import annotations
 
 import random
+import re
 import socket
 import threading
 
@@ -135,7 +136,8 @@ def test_countdown_trace_and_wrong_operator():
     good = countdown_trace(e, random.Random(0), "think", 0.0)
     assert good.text.startswith("<think>\nNumbers: 6, 61, 94, 4. Target: 309.\n")
     assert good.text.endswith(f"Reached 309.\n</think>\n<answer>{good.answer}</answer>")
-    assert eval(good.answer) == 309 and sorted(map(int, __import__("re").findall(r"\d+", good.answer))) == [4, 6, 61, 94]
+    assert eval(good.answer) == 309  # the expression makes the target ...
+    assert sorted(int(n) for n in re.findall(r"\d+", good.answer)) == [4, 6, 61, 94]  # ... with every number once
     bad = countdown_trace(e, random.Random(0), "think", 1.0)
     assert bad.mistake == "wrong_operation" and eval(bad.answer) != 309
     assert solve_countdown([2, 3], 7, random.Random(0)) is None  # 2+3, 3-2, 2*3: none makes 7

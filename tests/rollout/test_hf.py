@@ -92,3 +92,33 @@ def test_sampled_groups_differ_within_a_group():
     torch.manual_seed(0)
     batch = engine.generate(["1+1="], n=8, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
     assert len(set(batch.texts)) > 1
+
+
+def test_engine_log_probs_match_the_training_forward():
+    # The engine's decode loop (prompt shared across the group, finished rows leaving the batch) must score its
+    # sampled tokens as the training forward (completion_logprobs) does: same positions, masks and cache.
+    from r1lab.algos.logprobs import completion_logprobs
+
+    engine, tok = _engine()
+    engine.batch_size = 64
+    torch.manual_seed(0)
+    batch = engine.generate(["12+3=", "a longer one: 40+2=", "x"], n=8,
+                            sampling=SamplingParams(temperature=1.0, max_new_tokens=60))
+    # a quarter of the 24 rows finished before the longest: the batch shrank (finished rows left it) mid-decode
+    assert int((batch.lengths < batch.lengths.max()).sum()) >= 6
+    with torch.no_grad():
+        logp, _ = completion_logprobs(engine.model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                                      batch.completion_mask)
+    m = batch.completion_mask.bool()
+    assert engine.last_logprobs.shape == batch.completion_ids.shape
+    torch.testing.assert_close(engine.last_logprobs[m], logp[m], rtol=0, atol=1e-5)
+
+
+def test_min_new_tokens_suppresses_eos():
+    # min_new_tokens = max: every completion runs to max_new_tokens without an EOS (equal work per row).
+    engine, _ = _engine()
+    engine.min_new_tokens = 9
+    torch.manual_seed(0)
+    batch = engine.generate(["1+1=", "22+33="], n=3, sampling=SamplingParams(temperature=1.0, max_new_tokens=9))
+    assert batch.lengths.tolist() == [9.0] * 6 and batch.truncated.all()
+    assert EOS not in batch.completion_ids.tolist()

@@ -31,11 +31,11 @@ class _ChunkedLogProbs(torch.autograd.Function):
         entropy = hidden.new_empty(N, dtype=torch.float32) if with_entropy else None
         w = weight.to(compute_dtype)
         for s in range(0, N, chunk):
-            logits = (hidden[s : s + chunk].to(compute_dtype) @ w.T).float() / temperature  # (n, V)
+            logits = _tile_logits(hidden[s : s + chunk], w, compute_dtype, temperature)  # (n, V) fp32
             lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
             logp[s : s + chunk] = logits.gather(1, ids[s : s + chunk, None]).squeeze(1) - lse[s : s + chunk]
             if with_entropy:  # H = lse - sum_v p_v z_v
-                probs = (logits - lse[s : s + chunk, None]).exp()
+                probs = (logits - lse[s : s + chunk, None]).exp_()
                 entropy[s : s + chunk] = lse[s : s + chunk] - (probs * logits).sum(dim=-1)
         ctx.save_for_backward(hidden, weight, ids, lse)
         ctx.temperature, ctx.chunk, ctx.compute_dtype = temperature, chunk, compute_dtype
@@ -53,10 +53,9 @@ class _ChunkedLogProbs(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         for s in range(0, hidden.shape[0], chunk):
             h = hidden[s : s + chunk].to(dt)
-            logits = (h @ w.T).float() / T
-            g = -(logits - lse[s : s + chunk, None]).exp()  # -softmax
+            g = _tile_logits(h, w, dt, T).sub_(lse[s : s + chunk, None]).exp_().neg_()  # -softmax, in place
             g.scatter_add_(1, ids[s : s + chunk, None], torch.ones_like(g[:, :1]))
-            g = (g * (grad_logp[s : s + chunk, None] / T)).to(dt)  # (n, V) gradient w.r.t. the logits
+            g = g.mul_(grad_logp[s : s + chunk, None] / T).to(dt)  # (n, V) gradient w.r.t. the logits
             if grad_hidden is not None:
                 grad_hidden[s : s + chunk] = (g @ w).to(hidden.dtype)
             if grad_weight is not None:
@@ -64,6 +63,11 @@ class _ChunkedLogProbs(torch.autograd.Function):
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None, None
+
+
+def _tile_logits(h: torch.Tensor, w: torch.Tensor, compute_dtype: torch.dtype, temperature: float) -> torch.Tensor:
+    logits = (h.to(compute_dtype) @ w.T).float()
+    return logits.div_(temperature) if temperature != 1.0 else logits
 
 
 def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,

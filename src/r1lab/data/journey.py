@@ -59,7 +59,8 @@ def build_journeys(rows: list[dict], reflections: list[str], per_prompt: int, rn
             reflection = rng.choice(reflections)
             usage_w, usage_r = w.get("usage") or {}, r.get("usage") or {}
             out.append({
-                "id": pid, "prompt": r["prompt"], "completion": journey_text(w["completion"], r["completion"], reflection),
+                "id": pid, "prompt": r["prompt"],
+                "completion": journey_text(w["completion"], r["completion"], reflection),
                 "answer": r.get("answer"), "sample": j, "teacher": r.get("teacher"),
                 "usage": {"prompt_tokens": int(usage_r.get("prompt_tokens", 0)),
                           "completion_tokens": int(usage_w.get("completion_tokens", 0))

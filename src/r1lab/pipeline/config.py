@@ -44,7 +44,7 @@ KINDS = tuple(PRODUCES)
 INPUTS = {"generate": ("teacher",), "filter": ("data",), "journey": ("data",), "mix": ("data",),
           "sft": ("model", "data"), "grpo": ("model", "reward_model"), "rm": ("model", "data"), "eval": ("model",)}
 STAGE_KEYS = ("name", "kind", "set", "model", "data", "teacher", "reward_model")
-TOP_KEYS = ("output_dir", "base_model", "eval", "stages")
+TOP_KEYS = ("output_dir", "base_model", "eval", "stages", "keep_checkpoints")
 EVAL_KEYS = ("enabled", "base", "set")
 # config keys the pipeline sets from the wiring (a stage's `set` may not override them)
 WIRED_KEYS = {"generate": ("output.path",), "filter": ("input", "output", "report"), "journey": ("input", "output"),
@@ -83,6 +83,9 @@ class PipelineConfig:
     eval: PipelineEval
     stages: list[Stage]
     source: str = ""  # the YAML file
+    # False: a training stage's checkpoints/ are deleted once it is recorded as done (its final/ is what later
+    # stages read; a 135M model's checkpoint with AdamW state is ~1.6 GB)
+    keep_checkpoints: bool = False
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -168,8 +171,9 @@ def _check_refs(stage: Stage, earlier: dict[str, str], where: str) -> None:
         if ref == "base" and key in ("model", "teacher"):
             continue
         if ref not in earlier:
+            or_base = "; or base" if key in ("model", "teacher") else ""
             _fail(f"{where}, {key}", f"'{ref}' is not an earlier stage (stages run in order; earlier stages: "
-                                     f"{', '.join(earlier) or 'none'}{'; or base' if key in ('model', 'teacher') else ''})")
+                                     f"{', '.join(earlier) or 'none'}{or_base})")
         if PRODUCES[earlier[ref]] not in produces:
             _fail(f"{where}, {key}", f"'{ref}' is a {earlier[ref]} stage, which produces a {PRODUCES[earlier[ref]]}, "
                                      f"not a {' or '.join(produces)}")
@@ -205,8 +209,11 @@ def parse_pipeline(data: Any, source: str = "") -> PipelineConfig:
         stage = _stage_of(raw, i, earlier)
         earlier[stage.name] = stage.kind
         stages.append(stage)
+    keep = data.get("keep_checkpoints", False)
+    if not isinstance(keep, bool):
+        raise ConfigError(f"pipeline key 'keep_checkpoints' must be true or false, got {keep!r}")
     cfg = PipelineConfig(output_dir=Path(data["output_dir"]), base_model=data["base_model"], eval=ev, stages=stages,
-                         source=source)
+                         source=source, keep_checkpoints=keep)
     from r1lab.pipeline.stages import build_eval_config, build_job_config
 
     for stage in stages:

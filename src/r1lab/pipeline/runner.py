@@ -116,8 +116,8 @@ class PipelineRunner:
                   if not self.state.done(s.name)]
         known = sum(x for x in limits if x)
         unknown = sum(x is None for x in limits)
-        if not limits:
-            return "ETA 0s"
+        if not known:
+            return "ETA unknown (no stage time limits)" if unknown else "ETA 0s"
         text = f"ETA ~{fmt_duration(known)} from time limits"
         return text + (f" + {unknown} stage(s) without one" if unknown else "")
 
@@ -253,6 +253,8 @@ class PipelineRunner:
                                                     "results": str(self.cfg.artifact(stage.name))}
         self.state.save()
         self.write_lineage()
+        if stage.kind in TRAINING and not self.cfg.keep_checkpoints and (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir / "checkpoints")  # recorded as done: only final/ is read from here on
         self.say(f"stage {index + 1}/{total} {stage.name} ({stage.kind}) finished in {fmt_duration(seconds)}")
 
     def prepare_training(self, stage: Stage, run_dir: Path) -> bool:

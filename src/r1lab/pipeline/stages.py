@@ -90,8 +90,8 @@ def _mix(cfg: PipelineConfig, stage: Stage) -> dict:
 
 
 def _sft(cfg: PipelineConfig, stage: Stage) -> dict:
-    return _with_wiring(stage, {"model.name": cfg.model_name(stage.model), "data.train_path": cfg.artifact(stage.data[0]),
-                                "log.output_dir": cfg.run_dir(stage.name)})
+    return _with_wiring(stage, {"model.name": cfg.model_name(stage.model), "log.output_dir": cfg.run_dir(stage.name),
+                                "data.train_path": cfg.artifact(stage.data[0])})
 
 
 def _grpo(cfg: PipelineConfig, stage: Stage) -> dict:

@@ -36,6 +36,7 @@ class HFGenerateEngine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.min_new_tokens = min_new_tokens  # EOS is banned before this many tokens (HF's min_new_tokens)
+        self.last_logprobs: torch.Tensor | None = None  # (B, C) of the latest generate(), see there
         policy_dtype = next(policy.parameters()).dtype
         self.shares_policy = dtype is None or dtype == policy_dtype
         self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype).eval()
@@ -63,10 +64,13 @@ class HFGenerateEngine:
             chunks.append(self._generate_groups(ids, mask, n, sampling))
         if was_training:
             self.model.train()
-        width = max(c.shape[1] for c in chunks)
+        width = max(c.shape[1] for c, _ in chunks)
         completion_ids = torch.cat(
-            [torch.nn.functional.pad(c, (0, width - c.shape[1]), value=tok.pad_token_id) for c in chunks]
+            [torch.nn.functional.pad(c, (0, width - c.shape[1]), value=tok.pad_token_id) for c, _ in chunks]
         )  # (B, C)
+        # log-probs of the sampled tokens under the rollout copy's sampling distribution (0 past each EOS): kept for
+        # checks against the training forward and for off-policy corrections; GRPO itself does not read them
+        self.last_logprobs = torch.cat([torch.nn.functional.pad(lp, (0, width - lp.shape[1])) for _, lp in chunks])
         completion_mask, truncated = completion_mask_from_eos(completion_ids, self.eos_ids)
         lengths = completion_mask.sum(dim=1).long().tolist()
         texts = tok.batch_decode([row[:k] for row, k in zip(completion_ids.tolist(), lengths)], skip_special_tokens=True)
@@ -76,8 +80,10 @@ class HFGenerateEngine:
             group_size=n,
         )
 
-    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int, sampling: SamplingParams) -> torch.Tensor:
-        """(U, P) left-padded prompts -> (U * n, C) completions, rows grouped by prompt, padded after EOS.
+    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int,
+                         sampling: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, P) left-padded prompts -> (U * n, C) completions, rows grouped by prompt, padded after EOS, and the
+        (U * n, C) log-probs of those tokens under the distribution they were sampled from (0 after EOS).
 
         The decode loop of HF ``generate`` (same positions, masks, cache and sampling), with two savings:
         each prompt is prefilled once and its key/value cache repeated for its n samples, and finished rows
@@ -88,6 +94,7 @@ class HFGenerateEngine:
         B, device = U * n, ids.device
         eos = torch.tensor(self.eos_ids, device=device)
         out = torch.full((B, sampling.max_new_tokens), self.tokenizer.pad_token_id, dtype=torch.long, device=device)
+        out_logp = torch.zeros(B, sampling.max_new_tokens, device=device)
         prefill = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                              use_cache=True, logits_to_keep=1)
         cache = prefill.past_key_values
@@ -98,9 +105,9 @@ class HFGenerateEngine:
         rows = torch.arange(B, device=device)  # batch row -> output row
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per batch row
         for t in range(sampling.max_new_tokens):
-            token = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None)  # (rows,)
+            token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None)  # (rows,)
             live = ~done
-            out[rows[live], t] = token[live]
+            out[rows[live], t], out_logp[rows[live], t] = token[live], logp[live]
             done = done | torch.isin(token, eos)
             if t == sampling.max_new_tokens - 1 or bool(done.all()):
                 break
@@ -112,4 +119,4 @@ class HFGenerateEngine:
             position = position + 1
             logits = self.model(input_ids=token.unsqueeze(1), attention_mask=attn, position_ids=position,
                                 past_key_values=cache, use_cache=True).logits[:, -1]
-        return out
+        return out[:, : t + 1], out_logp[:, : t + 1]  # as wide as the longest completion, like generate()

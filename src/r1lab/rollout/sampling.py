@@ -29,12 +29,32 @@ def warp_logits(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
     return logits
 
 
-def next_tokens(logits: torch.Tensor, sampling: SamplingParams, banned: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, V) logits -> (B,) token ids. ``banned`` (K,) ids get -inf first (EOS before min_new_tokens)."""
+def next_tokens(logits: torch.Tensor, sampling: SamplingParams,
+                banned: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, V) logits -> (B,) token ids and their (B,) log-probs under the distribution they were drawn from
+    (after temperature/top-k/top-p; greedy: the model's own). ``banned`` (K,) ids get -inf first (EOS before
+    min_new_tokens)."""
     logits = logits.float()
     if banned is not None:
         logits = logits.index_fill(1, banned, float("-inf"))
     if sampling.temperature <= 0:
-        return logits.argmax(dim=-1)
+        token = logits.argmax(dim=-1)
+        return token, logits.gather(1, token[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
     probs = warp_logits(logits, sampling).softmax(dim=-1)
-    return torch.multinomial(probs, num_samples=1).squeeze(1)
+    token = sample_categorical(probs)
+    return token, probs.gather(1, token[:, None]).squeeze(1).log()
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of (B, V) probabilities by inverting the CDF: the first index whose cumulative mass exceeds
+    u * total, u ~ U[0, 1).
+
+    Exactly the categorical distribution torch.multinomial samples, at a fraction of its cost here:
+    multinomial draws an exponential variate for every vocabulary entry (64 x 49,152 per token, measured ~0.1 s
+    per decode step on this CPU, ~40% of generation), this draws one uniform per row. The CDF is float64 so a
+    token's interval keeps its width; zero-probability tokens have empty intervals and are never drawn.
+    """
+    cdf = probs.double().cumsum(dim=-1)  # (B, V)
+    # float32 u <= 1 - 2**-24, so u * total < total exactly in float64: the index stays inside the vocabulary
+    u = torch.rand(probs.shape[0], 1, device=probs.device, generator=generator).double()
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)

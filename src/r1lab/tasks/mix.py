@@ -41,7 +41,8 @@ def read_general_prompts(path: str | Path) -> list[Example]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or isinstance(row.get("messages"), list)):
+        if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str)
+                                             or isinstance(row.get("messages"), list)):
             raise ValueError(f"{where}: needs field 'prompt' (a string) or 'messages' (a list of turns)")
         meta = {k: v for k, v in row.items() if k not in ("prompt", "messages", "answer")}
         examples.append(Example(id=f"general/{lineno}", answer=None, prompt=row.get("prompt"),

@@ -22,6 +22,28 @@ from safetensors.torch import load_file, save_file
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
+class AlreadyFinished(RuntimeError):
+    """--resume on a run that already wrote its final model."""
+
+
+def open_run_dir(run_dir: str | Path, resume: bool) -> list[Path]:
+    """Check that a training job may start in ``run_dir`` and return its complete checkpoints (oldest first).
+
+    A resume of a finished run (``final/`` written) and a fresh start over an existing run are refused with the
+    fix in the message; every trainer (GRPO, SFT, reward model) starts this way.
+    """
+    run_dir = Path(run_dir)
+    final_dir = run_dir / "final"
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    if resume and (final_dir / "config.json").is_file():
+        raise AlreadyFinished(f"{run_dir} already finished (final model in {final_dir}); nothing to resume. "
+                              f"Start a new run with a different log.output_dir.")
+    if not resume and (checkpoints or (run_dir / "metrics.jsonl").exists()):
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
+                              f"log.output_dir")
+    return checkpoints
+
+
 def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

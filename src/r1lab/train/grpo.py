@@ -49,10 +49,6 @@ class RunResult:
     steps_done: int
 
 
-class AlreadyFinished(RuntimeError):
-    """--resume on a run whose final model exists: nothing to do, and we say so."""
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -68,13 +64,7 @@ def seed_everything(seed: int) -> None:
 def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     run_dir = Path(cfg.log.output_dir)
     final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
-    checkpoints = ckpt.list_checkpoints(ckpt_dir)
-    if resume and (final_dir / "config.json").is_file():
-        raise AlreadyFinished(f"{run_dir} already finished (final model in {final_dir}); nothing to resume. "
-                              f"Start a new run with a different log.output_dir, or raise train.steps in a new run.")
-    if not resume and (checkpoints or (run_dir / "metrics.jsonl").exists()):
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
-                              f"log.output_dir")
+    checkpoints = ckpt.open_run_dir(run_dir, resume)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -233,6 +223,9 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     rows = torch.arange(B)
     if algo.skip_zero_advantage and algo.beta == 0:
         rows = rows[(adv != 0).cpu() & (loss_mask.sum(dim=1) > 0).cpu()]
+    # Micro-batches of similar lengths: each runs only up to its longest completion, so little compute goes to
+    # padding (the gradient is a sum over rows, so the grouping does not change it)
+    rows = rows[torch.argsort(batch.lengths.cpu()[rows], stable=True)]
     micro = [rows[i : i + cfg.train.micro_batch_size] for i in range(0, len(rows), cfg.train.micro_batch_size)]
 
     autocast = cfg.model.autocast != "none"

@@ -30,7 +30,7 @@ from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
-from r1lab.train.grpo import DTYPE, AlreadyFinished, resolve_device, seed_everything
+from r1lab.train.grpo import DTYPE, resolve_device, seed_everything
 from r1lab.train.optim import build_optimizer
 
 # Each pair's encodings: (chosen, rejected), each {"input_ids": [...], "attention_mask": [...]} unpadded.
@@ -223,13 +223,7 @@ def load_split(cfg: RMConfig) -> tuple[list[PreferencePair], list[PreferencePair
 def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     run_dir = Path(cfg.log.output_dir)
     final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
-    checkpoints = ckpt.list_checkpoints(ckpt_dir)
-    if resume and (final_dir / "config.json").is_file():
-        raise AlreadyFinished(f"{run_dir} already finished (final model in {final_dir}); nothing to resume. "
-                              f"Start a new run with a different log.output_dir.")
-    if not resume and (checkpoints or (run_dir / "metrics.jsonl").exists()):
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
-                              f"log.output_dir")
+    checkpoints = ckpt.open_run_dir(run_dir, resume)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)

@@ -1,0 +1,58 @@
+"""Next-token sampling: the warping equals HF generate's own logits processors, and the inverse-CDF draw samples
+the categorical distribution (frequencies, zero-probability tokens, one-hot rows)."""
+
+import math
+
+import pytest
+import torch
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.sampling import next_tokens, sample_categorical, warp_logits
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [
+    (1.0, 0, 1.0),  # untouched
+    (0.7, 0, 1.0),  # temperature only
+    (1.0, 5, 1.0),  # top-k only
+    (1.0, 0, 0.9),  # nucleus only
+    (0.6, 8, 0.8),  # all three, in HF's order: temperature, top-k, top-p
+])
+def test_warp_logits_equals_hf_logits_processors(temperature, top_k, top_p):
+    logits = 3 * torch.randn(4, 40, generator=torch.Generator().manual_seed(0))
+    expected = logits.clone()
+    if temperature != 1.0:
+        expected = TemperatureLogitsWarper(temperature)(None, expected)
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1.0:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    got = warp_logits(logits, SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k))
+    assert torch.equal(torch.isinf(got), torch.isinf(expected))
+    torch.testing.assert_close(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
+
+
+def test_sample_categorical_frequencies_and_zero_probability_tokens():
+    # 40,000 draws of [0.1, 0, 0.2, 0.3, 0.4]: frequencies within 4.5 standard errors, token 1 never drawn.
+    probs = torch.tensor([0.1, 0.0, 0.2, 0.3, 0.4]).expand(40_000, 5)
+    draws = sample_categorical(probs, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).double() / len(draws)
+    for p, f in zip(probs[0].tolist(), freq.tolist()):
+        assert abs(f - p) <= 4.5 * math.sqrt(p * (1 - p) / len(draws)) + 1e-12
+    assert freq[1] == 0
+    # one-hot rows (the rest exactly 0 after top-k/top-p) always give their token, first and last index included
+    one_hot = torch.eye(6)[[0, 5, 3]]
+    assert sample_categorical(one_hot).tolist() == [0, 5, 3]
+
+
+def test_next_tokens_greedy_log_probs_and_banned_ids():
+    logits = torch.tensor([[0.0, math.log(3.0), -1.0], [2.0, 0.0, 0.0]])
+    token, logp = next_tokens(logits, SamplingParams(temperature=0.0))
+    assert token.tolist() == [1, 0]
+    expected = torch.log_softmax(logits, dim=-1)[[0, 1], [1, 0]]
+    torch.testing.assert_close(logp, expected)
+    # a banned id (EOS before min_new_tokens) is never chosen, even when it is the best
+    token, _ = next_tokens(logits, SamplingParams(temperature=0.0), banned=torch.tensor([0, 1]))
+    assert token.tolist() == [2, 2]
+    token, logp = next_tokens(logits, SamplingParams(temperature=1.0), banned=torch.tensor([1]))
+    assert 1 not in token.tolist() and (logp <= 0).all()
