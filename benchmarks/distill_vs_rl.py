@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/distill_vs_rl.py [--minutes 5] [--out runs/distill_vs_rl]
 
 Four routes from SmolLM2-135M-Instruct (the embedded default), each given the same training time on this machine,
-all measured by the same evaluator (`r1lab eval`, greedy, the demo's 200 held-out problems, seed 1234, the demo's
+all measured by the same evaluator (`r1lab eval`, greedy, bf16 as the rollouts, the demo's 200 held-out problems, seed 1234, the demo's
 prompt, at most 96 new tokens):
 
   (a) grpo       GRPO with the accuracy reward (the `r1lab zero` recipe, with rollouts of up to 48 tokens)
@@ -120,14 +120,14 @@ def main() -> None:
         return {"model": str(run / "final"), "steps": last_step(run)}
 
     routes: dict[str, dict] = {"base (no training)": {"model": "smollm2-135m", "steps": 0, "minutes": 0.0}}
-    routes["(a) grpo"] = {**trained("grpo", ["grpo", *grpo_common, *sets(f"train.time_limit_minutes={minutes}")]),
+    routes["(a) grpo"] = {**trained("grpo", ["zero", *grpo_common, *sets(f"train.time_limit_minutes={minutes}")]),
                           "minutes": minutes}
     routes["(b) sft on verified traces"] = {**trained("sft", ["sft", "--data", str(data / "verified.jsonl"),
                                                              *sft_common, *sets(f"train.time_limit_minutes={minutes}")]),
                                             "minutes": minutes}
     first = trained("sft_half", ["sft", "--data", str(data / "verified.jsonl"), *sft_common,
                                  *sets(f"train.time_limit_minutes={half}")])
-    then = trained("sft_then_grpo", ["grpo", *grpo_common, *sets(f"model.name={first['model']}",
+    then = trained("sft_then_grpo", ["zero", *grpo_common, *sets(f"model.name={first['model']}",
                                                                  f"train.time_limit_minutes={half}")])
     routes["(c) sft then grpo"] = {"model": then["model"], "steps": f"{first['steps']} + {then['steps']}",
                                    "minutes": minutes}
@@ -141,7 +141,7 @@ def main() -> None:
     for i, (route, info) in enumerate(routes.items()):
         folder = out / "eval" / f"route{i}"
         if not (folder / "results.json").is_file():
-            r1lab("eval", info["model"], "--task", "rg:basic_arithmetic", "--n", "1",
+            r1lab("eval", info["model"], "--task", "rg:basic_arithmetic", "--n", "1", "--set", "model.dtype=bfloat16",
                   *sets("sampling.temperature=0", f"sampling.max_new_tokens={EVAL_TOKENS}", "metrics.ks=[1]",
                         f"log.output_dir={folder}", "log.progress=false"), log=logs / f"eval{i}.log")
         m = json.loads((folder / "results.json").read_text())["metrics"]
