@@ -194,7 +194,7 @@ DATA_COMMANDS = ("generate", "filter", "journey", "serve")
 
 def _add_data_parsers(sub) -> None:
     """Distillation data (issue 4): generate -> filter -> journey; and serve, an OpenAI-compatible server."""
-    from r1lab.config import FilterConfig, GenerateConfig, JourneyConfig
+    from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 
     def config_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", nargs="?", help="YAML recipe; holds only what differs from the defaults listed below")
@@ -271,7 +271,7 @@ def _add_data_parsers(sub) -> None:
 
 
 def _run_data(args: argparse.Namespace) -> int:
-    from r1lab.config import FilterConfig, GenerateConfig, JourneyConfig
+    from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 
     if args.command == "serve":
         from r1lab.rollout.server import run_server

@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from r1lab.config import FilterConfig, GenerateConfig, load_config
+from r1lab.config import load_config
+from r1lab.data.config import FilterConfig, GenerateConfig
 from r1lab.data.dedup import exact_duplicates, jaccard, near_duplicates, near_duplicates_lsh, shingles
 from r1lab.data.filters import format_report, run_filter
 from r1lab.data.generate import TraceFileError, run_generate

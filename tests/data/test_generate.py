@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from r1lab.config import GenerateConfig, load_config
+from r1lab.config import load_config
+from r1lab.data.config import GenerateConfig
 from r1lab.data.generate import TraceFileError, run_generate, summary_path
 from r1lab.data.teachers import ProgramTeacher, TeacherError
 
@@ -208,7 +209,7 @@ def test_help_lists_every_config_key(command, cls, capsys):
     import dataclasses
     import typing
 
-    import r1lab.config as config_module
+    import r1lab.data.config as config_module
     from r1lab.cli import main
 
     def keys(c, prefix=""):
@@ -229,7 +230,7 @@ def test_help_lists_every_config_key(command, cls, capsys):
 def test_example_configs_load():
     from pathlib import Path
 
-    from r1lab.config import FilterConfig
+    from r1lab.data.config import FilterConfig
 
     root = Path(__file__).resolve().parents[2] / "configs"
     assert len(list(root.glob("generate_*.yaml"))) >= 3
@@ -241,7 +242,7 @@ def test_example_configs_load():
 
 def test_a_user_file_task_then_filter_with_its_own_scorer(tmp_path):
     """A .jsonl task (the default rg params do not apply to it); the program teacher reads the question text."""
-    from r1lab.config import FilterConfig
+    from r1lab.data.config import FilterConfig
     from r1lab.data.filters import run_filter
 
     data = tmp_path / "sums.jsonl"

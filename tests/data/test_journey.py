@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from r1lab.config import FilterConfig, GenerateConfig, JourneyConfig, load_config
+from r1lab.config import load_config
+from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 from r1lab.data.filters import run_filter
 from r1lab.data.generate import TraceFileError, run_generate
 from r1lab.data.journey import journey_text, mix_counts, run_journey

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from r1lab.config import ConfigError, FilterConfig, GenerateConfig, GRPOConfig, JourneyConfig, RMConfig, SFTConfig
+from r1lab.config import ConfigError, GRPOConfig, RMConfig, SFTConfig
+from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 from r1lab.config import option, require, to_dict
 from r1lab.pipeline.config import PipelineConfig, Stage, job_config
 
