@@ -20,6 +20,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from r1lab.data.jsonl import jsonl_rows
 from r1lab.data.generate import TraceFileError
 from r1lab.types import Example
 
@@ -35,22 +36,15 @@ def read_traces(path: str | Path, required: tuple[str, ...] = REQUIRED) -> list[
     if not path.is_file():
         raise FileNotFoundError(f"trace file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TraceFileError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise TraceFileError(f"{path}:{lineno}: expected a JSON object")
-            for name in required:
-                if name not in row or row[name] is None:
-                    raise TraceFileError(f"{path}:{lineno}: missing field '{name}'")
-            if not isinstance(row["completion"], str):
-                raise TraceFileError(f"{path}:{lineno}: field 'completion' must be a string")
-            rows.append((lineno, row))
+    for lineno, row in jsonl_rows(path, TraceFileError):
+        if not isinstance(row, dict):
+            raise TraceFileError(f"{path}:{lineno}: expected a JSON object")
+        for name in required:
+            if name not in row or row[name] is None:
+                raise TraceFileError(f"{path}:{lineno}: missing field '{name}'")
+        if not isinstance(row["completion"], str):
+            raise TraceFileError(f"{path}:{lineno}: field 'completion' must be a string")
+        rows.append((lineno, row))
     return rows
 
 

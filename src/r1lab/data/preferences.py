@@ -7,12 +7,13 @@ A row is ``{"prompt": str, "chosen": str, "rejected": str}``; any other fields (
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from r1lab.data.jsonl import jsonl_rows
 
 BUILTIN = "builtin"  # the name that selects the shipped preference set
 FIELDS = ("prompt", "chosen", "rejected")
@@ -64,13 +65,7 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
     if path.suffix != ".jsonl":
         raise PreferenceFormatError(f"{path}: preference data must be a .jsonl file (one JSON object per line)")
     pairs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PreferenceFormatError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    for lineno, row in jsonl_rows(path, PreferenceFormatError):
         pairs.append(_pair(row, f"{path}:{lineno}"))
     if not pairs:
         raise PreferenceFormatError(f"{path}: no preference pairs in the file")

@@ -12,7 +12,6 @@ nothing, so packed examples never learn across a boundary.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from r1lab.data.jsonl import jsonl_rows
 from r1lab.algos.distill import IGNORE
 
 ROLES = ("system", "user", "assistant")
@@ -100,16 +100,8 @@ def read_sft_rows(path: str | Path) -> list[SFTRow]:
     if not path.is_file():
         raise FileNotFoundError(f"SFT data file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SFTDataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            rows.append(_check_row(row, where))
+    for lineno, row in jsonl_rows(path, SFTDataError):
+        rows.append(_check_row(row, f"{path}:{lineno}"))
     if not rows:
         raise SFTDataError(f"{path}: no rows")
     return rows

@@ -17,7 +17,6 @@ import math
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Callable
 
 from r1lab.rewards.functions import REWARDS, RewardContext, accuracy_reward, declare_params, reward_params
 from r1lab.types import Example

@@ -14,10 +14,10 @@ User JSONL (task name ``code:path/to/file.jsonl``), one problem per line: ``prom
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
+from r1lab.data.jsonl import jsonl_rows
 from r1lab.tasks.base import Task, drop_held_out, overlap_key
 from r1lab.tasks.files import DatasetFormatError
 from r1lab.types import Example
@@ -119,13 +119,7 @@ def read_code_examples(path: str | Path) -> list[Example]:
     if path.suffix != ".jsonl":
         raise DatasetFormatError(f"{path}: code tasks are read from .jsonl files")
     examples = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetFormatError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    for lineno, row in jsonl_rows(path, DatasetFormatError):
         examples.append(_code_row(row, f"{path}:{lineno}"))
     if not examples:
         raise DatasetFormatError(f"{path}: no problems in the file")

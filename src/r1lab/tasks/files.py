@@ -6,11 +6,11 @@ A malformed row is reported with its file, line (JSONL) or row (Parquet) and fie
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
 
+from r1lab.data.jsonl import jsonl_rows
 from r1lab.tasks.base import Task, drop_held_out, normalised_match, overlap_key
 from r1lab.types import Example
 
@@ -45,14 +45,7 @@ def read_examples(path: str | Path) -> list[Example]:
         raise FileNotFoundError(f"dataset file not found: {path}")
     if path.suffix in (".jsonl", ".json"):
         # Parse line by line first so a broken line is reported by number; then hand rows to `datasets`.
-        rows = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise DatasetFormatError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        rows = list(jsonl_rows(path, DatasetFormatError))
         examples = [_validate_row(row, f"{path}:{lineno}") for lineno, row in rows]
         import datasets  # lazy
 

@@ -14,11 +14,11 @@ its training problems exclude it).
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
 
+from r1lab.data.jsonl import jsonl_rows
 from r1lab.rewards.combine import is_verifiable
 from r1lab.tasks.base import Task, overlap_key
 from r1lab.types import Example
@@ -33,14 +33,8 @@ def read_general_prompts(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise FileNotFoundError(f"general prompts file not found: {path}")
     examples = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, row in jsonl_rows(path, ValueError):
         where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
         if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str)
                                              or isinstance(row.get("messages"), list)):
             raise ValueError(f"{where}: needs field 'prompt' (a string) or 'messages' (a list of turns)")

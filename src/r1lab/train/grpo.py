@@ -296,7 +296,8 @@ def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor,
     groups = rewards.view(-1, G)
     metrics["reward/zero_variance_groups"] = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())
     lengths = batch.lengths.float()
-    metrics.update({"tokens/generated": float(lengths.sum()),"completion/mean_length": float(lengths.mean()), "completion/max_length": float(lengths.max()),
+    metrics.update({"tokens/generated": float(lengths.sum()), "completion/mean_length": float(lengths.mean()),
+                    "completion/max_length": float(lengths.max()),
                     "completion/truncated_fraction": float(batch.truncated.float().mean()),
                     "reward/invalid_fraction": float((~valid).float().mean())})
     return metrics
