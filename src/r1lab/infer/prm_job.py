@@ -165,8 +165,7 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
         "train_solutions": len(records), "train_steps_labelled": sum(len(r["labels"]) for r in records),
         "train_label_mean": sum(sum(r["labels"]) for r in records) / max(1, sum(len(r["labels"]) for r in records)),
         "train_solution_accuracy": sum(r["correct"] for r in records) / len(records),
-        "heldout_solutions": len(heldout), "seconds_labelling": t_label,
-        "seconds_total": None, "prm": str(folder),
+        "heldout_solutions": len(heldout), "seconds_labelling": t_label, "prm": str(folder),
     }
     summary.update(step_agreement(TrainedPRM.load(folder), heldout))
     if history:
