@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
 
 # The teacher's traces take ~35 tokens and a journey (wrong path, reflection, right path) ~80: every route is
 # evaluated with room for either. GRPO rollouts get 48, room for a full trace, without tripling the step time.
@@ -58,14 +58,6 @@ def last_step(run: Path) -> int:
     return max(steps, default=0)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -87,7 +79,7 @@ def main() -> None:
     data.mkdir(exist_ok=True)
     minutes, half = args.minutes, args.minutes / 2
     started = time.monotonic()
-    print(f"machine: {machine()}; {minutes:g} training minutes per route", flush=True)
+    print(f"machine: {describe_machine()}; {minutes:g} training minutes per route", flush=True)
 
     # 1. teacher traces, rejection sampling, journey data
     traces = data / "traces.jsonl"
@@ -153,8 +145,9 @@ def main() -> None:
     lines += [f"| {r['route']} | {r['minutes']:g} | {r['steps']} | {r['accuracy']:.3f} | {r['mean_length']:.1f} |"
               for r in rows]
     table = "\n".join(lines)
-    meta = {"machine": machine(), "minutes_per_route": minutes, "data": counts, "teacher_error_rate": args.error_rate,
-            "sft_lr": args.sft_lr, "eval_max_new_tokens": EVAL_TOKENS, "grpo_max_new_tokens": GRPO_TOKENS, "seconds_total": time.monotonic() - started}
+    meta = {"machine": describe_machine(), "minutes_per_route": minutes, "data": counts,
+            "teacher_error_rate": args.error_rate, "sft_lr": args.sft_lr, "eval_max_new_tokens": EVAL_TOKENS,
+            "grpo_max_new_tokens": GRPO_TOKENS, "seconds_total": time.monotonic() - started}
     (out / "results.json").write_text(json.dumps({**meta, "routes": rows}, indent=2))
     (out / "results.md").write_text(table + "\n")
     print(f"total {meta['seconds_total'] / 60:.1f} min; results in {out}/results.json")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import random
 import re
 import sys
@@ -26,6 +25,8 @@ from importlib import metadata
 from r1lab.rewards import REWARDS, RewardContext
 from r1lab.rewards.mathcheck import default_workers, shared_pool
 from r1lab.types import Example
+
+from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
 
 
 def _problem(rng: random.Random) -> tuple[str, list[str], list[str]]:
@@ -118,15 +119,6 @@ def math_batch(prompts: int = 64, group: int = 8, seed: int = 0) -> tuple[list[s
     return completions, examples, expected
 
 
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}; {os.cpu_count()} logical cores ({usable} usable); Python {platform.python_version()}"
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -238,7 +230,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="math-verify seconds per item")
     args = parser.parse_args()
     workers_list = sorted({int(w) for w in args.workers.split(",")})
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"math-verify {metadata.version('math-verify')}, sympy {metadata.version('sympy')}")
     bench_math(workers_list, args.timeout)
     print("shaping (one process):")

@@ -177,6 +177,25 @@ def test_changed_config_of_a_finished_stage_asks_for_rerun(finished_run, tmp_pat
     assert calls == []
 
 
+def test_changed_input_of_a_finished_stage_asks_for_rerun(finished_run, tmp_path, tiny_model_dir, monkeypatch):
+    # A finished stage is skipped only while its inputs are the ones it was made from: a dataset edited by hand
+    # (or rewritten by a stage re-run outside the pipeline) makes its consumer's outputs stale.
+    out, cfg = copy_run(finished_run, tmp_path, tiny_model_dir)
+    clean = out / "stages" / "clean" / "data.jsonl"
+    clean.write_text(clean.read_text().splitlines()[0] + "\n")
+    calls = calls_of(monkeypatch)
+    with pytest.raises(PipelineError, match=r"stage 'cold' finished earlier from inputs that have changed since "
+                                            r"\(data .*clean/data\.jsonl: sha256 .*--rerun cold"):
+        run_pipeline(cfg, resume=True, progress=False)
+    assert calls == []
+    # the same for a model folder rewritten in place (its files' sizes or times change)
+    out2, cfg2 = copy_run(finished_run, tmp_path / "second", tiny_model_dir)
+    config = out2 / "stages" / "cold" / "final" / "config.json"
+    config.write_text(config.read_text() + "\n")
+    with pytest.raises(PipelineError, match=r"stage 'rl' finished earlier .*model .*cold/final rewritten"):
+        run_pipeline(cfg2, resume=True, progress=False)
+
+
 def test_killed_training_stage_resumes_from_its_checkpoint(tiny_model_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     raw = pipeline_dict(out, tiny_model_dir)

@@ -84,6 +84,18 @@ def test_reward_equals_direct_logit_of_chat_text(rm_dir):
     assert len({round(s, 3) for s in scores}) == 4  # distinct texts, distinct scores: the test can tell them apart
 
 
+def test_bfloat16_scores_follow_float32_within_bf16_precision(rm_dir):
+    exact = reward_model(COMPLETIONS, EXAMPLES, ctx(rm_dir))
+    fast = reward_model(COMPLETIONS, EXAMPLES, ctx(rm_dir, dtype="bfloat16"))
+    model, _ = load_reward_model(str(rm_dir), "cpu", "bfloat16")
+    assert model.dtype == torch.bfloat16
+    # bf16 keeps 8 mantissa bits: ~0.4% per op; the tiny model's logits are O(1-10), so a few percent of their scale
+    scale = max(abs(x) for x in exact)
+    assert fast == pytest.approx(exact, abs=0.05 * scale)
+    assert fast != exact  # it really ran in bf16
+    assert sorted(range(4), key=lambda i: fast[i]) == sorted(range(4), key=lambda i: exact[i])  # same ranking
+
+
 def test_sigmoid_normalisation(rm_dir):
     raw = reward_model(COMPLETIONS, EXAMPLES, ctx(rm_dir))
     squashed = reward_model(COMPLETIONS, EXAMPLES, ctx(rm_dir, normalize="sigmoid"))
@@ -148,6 +160,7 @@ def test_overlong_pair_fails_only_its_sample(rm_dir):
     ({"normalize": "softmax"}, "normalize must be one of"),  # unknown normaliser
     ({"model": None}, "set rewards.params.reward_model.model"),  # no model
     ({"batchsize": 2}, "unknown parameter(s) batchsize"),  # typo in a key
+    ({"dtype": "int8"}, "dtype must be one of float32, bfloat16, float16"),  # not a float dtype
 ])
 def test_reward_model_bad_params(rm_dir, params, message):
     with pytest.raises(ValueError, match="reward_model") as err:

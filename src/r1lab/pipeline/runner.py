@@ -56,9 +56,18 @@ def model_record(name: str | Path) -> dict[str, Any]:
 
     try:
         folder = resolve_model_folder(str(name))
-        return {"path": str(name), "folder": str(folder), "fingerprint": model_fingerprint(folder)}
+        return {"path": str(name), "folder": str(folder), "fingerprint": model_fingerprint(folder),
+                "files": folder_files_digest(folder)}
     except (OSError, ValueError) as err:  # e.g. a program teacher or an endpoint: no folder to fingerprint
         return {"path": str(name), "fingerprint": None, "note": str(err)}
+
+
+def folder_files_digest(folder: Path) -> str:
+    """Each file's name, size and modification time, hashed: unlike the model fingerprint it leaves out the folder's
+    path, so a run folder moved or copied with its times (cp -p, shutil.copytree) keeps its records valid."""
+    entries = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(Path(folder).iterdir())
+               if p.is_file()]
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
 def data_record(path: Path) -> dict[str, Any]:
@@ -95,6 +104,26 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [k for key in sorted(set(a) | set(b)) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def _stale_inputs(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between a finished stage's recorded inputs and the same inputs now: a dataset whose sha256
+    changed, or a model folder whose files changed (records written before "files" existed are not compared)."""
+    stale = []
+    for role in sorted(set(recorded) | set(current)):
+        before, now = recorded.get(role), current.get(role)
+        if role == "data":
+            old_rows = {r.get("stage") or r["path"]: r for r in before or []}
+            for row in now or []:
+                was = old_rows.get(row.get("stage") or row["path"])
+                if was is not None and was.get("sha256") != row["sha256"]:
+                    stale.append(f"data {row['path']}: sha256 {str(was.get('sha256'))[:12]} -> {row['sha256'][:12]}")
+            continue
+        if not isinstance(before, dict) or not isinstance(now, dict):
+            continue
+        if before.get("files") and now.get("files") and before["files"] != now["files"]:
+            stale.append(f"{role} {now.get('folder', now.get('path'))} rewritten")
+    return stale
 
 
 class PipelineRunner:
@@ -211,6 +240,12 @@ class PipelineRunner:
         if not missing.exists():
             raise PipelineError(f"stage '{stage.name}' is recorded as done but its output {missing} is missing; "
                                 f"pass --rerun {stage.name}")
+        stale = _stale_inputs(entry.get("inputs", {}), self.inputs_of(stage, job))
+        if stale:
+            raise PipelineError(
+                f"stage '{stage.name}' finished earlier from inputs that have changed since ({'; '.join(stale)}); "
+                f"its outputs no longer follow from them: pass --rerun {stage.name} to run it (and the stages after "
+                f"it that use it) again, or restore the inputs")
 
     def run_stage(self, index: int, stage: Stage, job: Any) -> None:
         total, run_dir = len(self.cfg.stages), self.cfg.run_dir(stage.name)

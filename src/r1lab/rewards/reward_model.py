@@ -23,12 +23,14 @@ RM_DEFAULTS = {
     "label": 0,  # which logit when the head has several outputs
     "batch_size": 8,  # sequences per forward pass
     "device": "cpu",
+    "dtype": "float32",  # bfloat16 is faster on CPUs with bf16 matmul units (AMX, AVX512-BF16), at bf16 precision
 }
 NORMALIZERS = ("none", "sigmoid")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @lru_cache(maxsize=2)
-def load_reward_model(name: str, device: str = "cpu"):
+def load_reward_model(name: str, device: str = "cpu", dtype: str = "float32"):
     """(model, tokenizer) in eval mode, loaded once per process; the pad id is set so batches can be padded."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -37,7 +39,7 @@ def load_reward_model(name: str, device: str = "cpu"):
 
     folder = resolve_model_folder(name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"reward model {name!r}: its tokenizer has neither a pad nor an EOS token to pad with")
@@ -103,7 +105,9 @@ def reward_model(completions: list[str], examples: list[Example], ctx: RewardCon
         raise ValueError(
             f"reward 'reward_model': normalize must be one of {', '.join(NORMALIZERS)}, got {p['normalize']!r}"
         )
-    model, tokenizer = load_reward_model(str(p["model"]), str(p["device"]))
+    if p["dtype"] not in DTYPES:
+        raise ValueError(f"reward 'reward_model': dtype must be one of {', '.join(DTYPES)}, got {p['dtype']!r}")
+    model, tokenizer = load_reward_model(str(p["model"]), str(p["device"]), str(p["dtype"]))
     label = int(p["label"])
     if not 0 <= label < model.config.num_labels:
         raise ValueError(

@@ -143,6 +143,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         rewards = torch.tensor([r.total for r in results], dtype=torch.float32)  # (B,)
         valid = torch.tensor([r.valid for r in results])  # (B,)
         counters["reward_errors"] += int((~valid).sum())
+        t_score = time.monotonic() - t0 - t_gen
 
         # 3. advantages, group-relative
         G = cfg.rollout.group_size
@@ -168,8 +169,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         metrics.update(step_metrics)
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
-        metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/train_total_s": counters["train_seconds"],
-                        "lr": used_lr, "counters/skipped_steps": counters["skipped_steps"],
+        metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/score_s": t_score,
+                        "time/train_total_s": counters["train_seconds"], "lr": used_lr, "counters/skipped_steps": counters["skipped_steps"],
                         "counters/reward_errors": counters["reward_errors"]})
         limit_s = cfg.train.time_limit_minutes * 60
         out_of_time = limit_s > 0 and counters["train_seconds"] >= limit_s
