@@ -124,7 +124,7 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
         from r1lab.infer.generation import EngineGenerator
         from r1lab.models.loading import load_model
         from r1lab.rollout.hf import HFGenerateEngine
-        from r1lab.train.grpo import resolve_device
+        from r1lab.train.run_setup import resolve_device
 
         loaded = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype),
                             device=resolve_device(cfg.model.device))

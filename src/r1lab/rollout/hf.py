@@ -9,7 +9,6 @@ import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
-from r1lab.rollout.kv_cache import preallocate
 from r1lab.rollout.sampling import next_tokens
 from r1lab.types import RolloutBatch
 
@@ -100,7 +99,6 @@ class HFGenerateEngine:
                              use_cache=True, logits_to_keep=1)
         cache = prefill.past_key_values
         cache.batch_repeat_interleave(n)
-        preallocate(cache, sampling.max_new_tokens)  # decode writes the cache in place (no per-token torch.cat)
         logits = prefill.logits[:, -1].repeat_interleave(n, dim=0)  # (B, V)
         attn = mask.repeat_interleave(n, dim=0)  # (rows, P + t): the rows still in the batch
         position = attn.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token

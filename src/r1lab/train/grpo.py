@@ -10,19 +10,17 @@ import copy
 import json
 import math
 import os
-import random
 import signal
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from r1lab.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, clipped_policy_loss
 from r1lab.algos.logprobs import completion_logprobs
-from r1lab.config import GRPOConfig, to_dict
+from r1lab.config import GRPOConfig
 from r1lab.evals.accuracy import evaluate_accuracy
 from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
@@ -36,9 +34,7 @@ from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
 from r1lab.train.optim import build_optimizer
-
-DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
+from r1lab.train.run_setup import DTYPE, start_run, write_config
 
 @dataclass
 class RunResult:
@@ -49,28 +45,11 @@ class RunResult:
     steps_done: int
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
-    run_dir = Path(cfg.log.output_dir)
-    final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
-    checkpoints = ckpt.open_run_dir(run_dir, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.model.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    run = start_run(cfg, resume)
+    run_dir, final_dir, ckpt_dir, checkpoints, device = run.run_dir, run.final_dir, run.ckpt_dir, run.checkpoints, \
+        run.device
+    write_config(run_dir, cfg)
 
     # --- model, reference, rollout engine, task ------------------------------------------------------------
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)

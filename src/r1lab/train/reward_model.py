@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from r1lab.algos.preference import bradley_terry_loss
-from r1lab.config import RMConfig, to_dict
+from r1lab.config import RMConfig
 from r1lab.data.preferences import PreferencePair, drop_shared_prompts, read_preferences, split_by_prompt
 from r1lab.rewards.reward_model import encode_pair
 from r1lab.tasks.sampler import PromptSampler
@@ -30,7 +30,7 @@ from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
-from r1lab.train.grpo import DTYPE, resolve_device, seed_everything
+from r1lab.train.run_setup import DTYPE, start_run, write_config
 from r1lab.train.optim import build_optimizer
 
 # Each pair's encodings: (chosen, rejected), each {"input_ids": [...], "attention_mask": [...]} unpadded.
@@ -221,15 +221,10 @@ def load_split(cfg: RMConfig) -> tuple[list[PreferencePair], list[PreferencePair
 
 
 def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
-    run_dir = Path(cfg.log.output_dir)
-    final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
-    checkpoints = ckpt.open_run_dir(run_dir, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.model.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    run = start_run(cfg, resume)
+    run_dir, final_dir, ckpt_dir, checkpoints, device = run.run_dir, run.final_dir, run.ckpt_dir, run.checkpoints, \
+        run.device
+    write_config(run_dir, cfg)
 
     # --- data, model, optimizer ------------------------------------------------------------------------------
     train_pairs, eval_pairs = load_split(cfg)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from r1lab.algos.distill import IGNORE, chunked_sft_loss
-from r1lab.config import SFTConfig, to_dict
+from r1lab.config import SFTConfig
 from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_overlap, micro_batches, read_sft_rows,
                                  render_row, split_held_out)
 from r1lab.models.loading import load_model
@@ -28,7 +28,7 @@ from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
-from r1lab.train.grpo import DTYPE, resolve_device, seed_everything
+from r1lab.train.run_setup import DTYPE, start_run, write_config
 from r1lab.train.optim import build_optimizer
 
 
@@ -49,13 +49,9 @@ class SFTData:
 
 
 def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
-    run_dir = Path(cfg.log.output_dir)
-    final_dir, ckpt_dir = run_dir / "final", run_dir / "checkpoints"
-    checkpoints = ckpt.open_run_dir(run_dir, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.model.device)
+    run = start_run(cfg, resume)
+    run_dir, final_dir, ckpt_dir, checkpoints, device = run.run_dir, run.final_dir, run.ckpt_dir, run.checkpoints, \
+        run.device
 
     # --- data and task first (a bad row fails before any model loads), then model and teacher ------------------
     task = None
@@ -73,8 +69,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     print(f"sft data: {data.stats['train_examples']} training examples ({data.stats['train_tokens']} trained "
           f"tokens), {data.stats['held_out_examples']} held out; dropped {data.stats['dropped_too_long']} longer "
           f"than data.max_length, {data.stats['dropped_overlap']} sharing a prompt with a held-out set")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    write_config(run_dir, cfg)
     (run_dir / "data.json").write_text(json.dumps(data.stats, indent=2))
 
     total_steps = cfg.train.steps or math.ceil(cfg.train.epochs * len(data.train) / cfg.train.batch_size)

@@ -1,0 +1,56 @@
+"""What every trainer (GRPO, SFT, reward model) does before it loads anything: check the run folder (a finished or
+foreign folder is refused, a resumable one lists its checkpoints), set the thread count, seed every generator
+and pick the device."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from r1lab.config import to_dict
+from r1lab.train import checkpoint as ckpt
+
+DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunStart:
+    run_dir: Path
+    final_dir: Path  # the HF folder the job writes last
+    ckpt_dir: Path
+    checkpoints: list[Path]  # existing checkpoints, oldest first (resume reads the last)
+    device: torch.device
+
+
+def start_run(cfg: Any, resume: bool) -> RunStart:
+    """For a trainer config with ``log.output_dir``, ``train.threads``, ``train.seed`` and ``model.device``."""
+    run_dir = Path(cfg.log.output_dir)
+    checkpoints = ckpt.open_run_dir(run_dir, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    return RunStart(run_dir=run_dir, final_dir=run_dir / "final", ckpt_dir=run_dir / "checkpoints",
+                    checkpoints=checkpoints, device=resolve_device(cfg.model.device))
+
+
+def write_config(run_dir: Path, cfg: Any) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
