@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -36,6 +34,8 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+
+from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPTS_PER_STEP, GROUP, MAX_NEW, MICRO = 8, 8, 128, 16
@@ -237,8 +237,7 @@ def main() -> None:
             sys.exit(f"{path} missing: run the {side} side first (--only {side})")
         raw = json.loads(path.read_text())
         summary[side] = summarise(raw, args.warmup if raw.get("warmup") is None else raw["warmup"], N)
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-          f"{metadata.version('torch')}, transformers {metadata.version('transformers')}, trl "
+    print(f"\n{describe_machine()}; transformers {metadata.version('transformers')}, trl "
           f"{metadata.version('trl')}; N = {N / 1e6:.1f}M parameters; "
           f"{'EOS ignored (128 tokens each)' if args.ignore_eos else 'EOS allowed'}")
     print(f"{'':8s} {'s/step':>8s} {'gen tok/s':>10s} {'train tok/s':>12s} {'GFLOP/s':>8s} {'peak RSS MB':>12s} "

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
+
+from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
 
 DEMO_PARAMS = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+"],
                "allow_parentheses": False, "allow_negation": False}
@@ -67,7 +68,7 @@ def main() -> None:
     extraction = ("answer_tag", "boxed", "last_number")
     rows: list[dict] = []
     print(f"model loaded in {time.monotonic() - t0:.1f} s; {len(examples)} problems; torch {torch.__version__}, "
-          f"{args.threads} threads, {platform.processor() or platform.machine()}")
+          f"{args.threads} threads; {describe_machine()}")
 
     def render(example, instruction):
         return build_prompt(example, tok, "chat", SYSTEM, INSTRUCTION if instruction is None else instruction)

@@ -32,16 +32,27 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def folder_files(folder: str | Path) -> list[str]:
+    """``name:size:mtime_ns`` of each file directly in ``folder``, sorted: what changes when a file is rewritten."""
+    entries = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            entries.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return entries
+
+
 def model_fingerprint(folder: str | Path) -> str:
     """Identifies a model folder's contents cheaply: its path and each file's name, size and modification time
     (a checkpoint rewritten in place gets a new fingerprint)."""
     folder = Path(folder).resolve()
-    parts = [str(folder)]
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            stat = path.stat()
-            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return _sha("\n".join(parts))[:16]
+    return _sha("\n".join([str(folder), *folder_files(folder)]))[:16]
+
+
+def files_digest(folder: str | Path) -> str:
+    """``model_fingerprint`` without the folder's path: a folder moved or copied with its times (cp -p,
+    shutil.copytree) keeps its digest."""
+    return _sha("\n".join(folder_files(folder)))[:16]
 
 
 def setting_key(setting: dict) -> str:

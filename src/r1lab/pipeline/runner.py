@@ -51,23 +51,15 @@ def sha256_file(path: Path) -> str:
 
 def model_record(name: str | Path) -> dict[str, Any]:
     """A model folder's path and content fingerprint (r1lab.evals.generations.model_fingerprint)."""
-    from r1lab.evals.generations import model_fingerprint
+    from r1lab.evals.generations import files_digest, model_fingerprint
     from r1lab.models.loading import resolve_model_folder
 
     try:
         folder = resolve_model_folder(str(name))
         return {"path": str(name), "folder": str(folder), "fingerprint": model_fingerprint(folder),
-                "files": folder_files_digest(folder)}
+                "files": files_digest(folder)}
     except (OSError, ValueError) as err:  # e.g. a program teacher or an endpoint: no folder to fingerprint
         return {"path": str(name), "fingerprint": None, "note": str(err)}
-
-
-def folder_files_digest(folder: Path) -> str:
-    """Each file's name, size and modification time, hashed: unlike the model fingerprint it leaves out the folder's
-    path, so a run folder moved or copied with its times (cp -p, shutil.copytree) keeps its records valid."""
-    entries = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(Path(folder).iterdir())
-               if p.is_file()]
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
 def data_record(path: Path) -> dict[str, Any]:

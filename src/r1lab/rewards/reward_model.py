@@ -13,6 +13,7 @@ import inspect
 import math
 from functools import lru_cache
 
+from r1lab.config import DTYPES
 from r1lab.rewards.functions import REWARDS, RewardContext, batched
 from r1lab.rewards.functions import declare_params, reward_params
 from r1lab.types import Example
@@ -26,7 +27,6 @@ RM_DEFAULTS = {
     "dtype": "float32",  # bfloat16 is faster on CPUs with bf16 matmul units (AMX, AVX512-BF16), at bf16 precision
 }
 NORMALIZERS = ("none", "sigmoid")
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @lru_cache(maxsize=2)

@@ -107,7 +107,8 @@ class HFGenerateEngine:
         for t in range(sampling.max_new_tokens):
             token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None)  # (rows,)
             live = ~done
-            out[rows[live], t], out_logp[rows[live], t] = token[live], logp[live]
+            written = rows[live]
+            out[written, t], out_logp[written, t] = token[live], logp[live]
             done = done | torch.isin(token, eos)
             if t == sampling.max_new_tokens - 1 or bool(done.all()):
                 break

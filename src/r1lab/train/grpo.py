@@ -46,9 +46,7 @@ class RunResult:
 
 
 def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
-    run = start_run(cfg, resume)
-    run_dir, final_dir, ckpt_dir, checkpoints, device = run.run_dir, run.final_dir, run.ckpt_dir, run.checkpoints, \
-        run.device
+    run_dir, final_dir, ckpt_dir, checkpoints, device = start_run(cfg, resume)
     write_config(run_dir, cfg)
 
     # --- model, reference, rollout engine, task ------------------------------------------------------------

@@ -221,9 +221,7 @@ def load_split(cfg: RMConfig) -> tuple[list[PreferencePair], list[PreferencePair
 
 
 def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
-    run = start_run(cfg, resume)
-    run_dir, final_dir, ckpt_dir, checkpoints, device = run.run_dir, run.final_dir, run.ckpt_dir, run.checkpoints, \
-        run.device
+    run_dir, final_dir, ckpt_dir, checkpoints, device = start_run(cfg, resume)
     write_config(run_dir, cfg)
 
     # --- data, model, optimizer ------------------------------------------------------------------------------

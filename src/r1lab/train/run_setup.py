@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,8 +30,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@dataclass
-class RunStart:
+class RunStart(NamedTuple):
     run_dir: Path
     final_dir: Path  # the HF folder the job writes last
     ckpt_dir: Path
@@ -47,8 +45,7 @@ def start_run(cfg: Any, resume: bool) -> RunStart:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    return RunStart(run_dir=run_dir, final_dir=run_dir / "final", ckpt_dir=run_dir / "checkpoints",
-                    checkpoints=checkpoints, device=resolve_device(cfg.model.device))
+    return RunStart(run_dir, run_dir / "final", run_dir / "checkpoints", checkpoints, resolve_device(cfg.model.device))
 
 
 def write_config(run_dir: Path, cfg: Any) -> None:

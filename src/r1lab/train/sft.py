@@ -49,9 +49,7 @@ class SFTData:
 
 
 def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
-    run = start_run(cfg, resume)
-    run_dir, final_dir, ckpt_dir, checkpoints, device = run.run_dir, run.final_dir, run.ckpt_dir, run.checkpoints, \
-        run.device
+    run_dir, final_dir, ckpt_dir, checkpoints, device = start_run(cfg, resume)
 
     # --- data and task first (a bad row fails before any model loads), then model and teacher ------------------
     task = None
