@@ -1,5 +1,6 @@
 """Rollouts: masks from EOS positions (never from the pad id), truncation flags, grouping, greedy determinism."""
 
+import pytest
 import torch
 
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
@@ -22,12 +23,12 @@ def test_mask_keeps_first_eos_and_flags_truncation():
     assert truncated.tolist() == [False, True, False, False]
 
 
-def _engine(dtype=None):
+def _engine(dtype=None, fast_decode=True):
     tok = tiny_tokenizer()
     prepare_tokenizer(tok)
     model = tiny_model(tok, seed=1)
     model.generation_config.eos_token_id = tok.eos_token_id
-    return HFGenerateEngine(model, tok, dtype=dtype, batch_size=3), tok
+    return HFGenerateEngine(model, tok, dtype=dtype, batch_size=3, fast_decode=fast_decode), tok
 
 
 def test_groups_are_contiguous_and_greedy_is_deterministic():
@@ -65,10 +66,12 @@ def test_lower_precision_copy_follows_the_policy_after_sync():
         assert torch.equal(dst, src.to(torch.bfloat16))
 
 
-def test_shared_prefix_generation_equals_plain_generate():
+@pytest.mark.parametrize("fast_decode", [True, False], ids=["llama-decoder", "hf-step"])
+def test_shared_prefix_generation_equals_plain_generate(fast_decode):
     # The group's prompt prefix is prefilled once and its cache repeated; greedy tokens must equal HF generate run
     # on every row separately (the oracle), for prompts of different lengths (left padding) and groups of 2.
-    engine, tok = _engine()
+    engine, tok = _engine(fast_decode=fast_decode)
+    assert (engine.decoder is not None) == fast_decode
     engine.batch_size = 64  # all three prompts in one generate call, so rows are left-padded by different amounts
     prompts = ["12+3=", "a longer one: 40+2=", "x"]
     batch = engine.generate(prompts, n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=7))
@@ -94,12 +97,13 @@ def test_sampled_groups_differ_within_a_group():
     assert len(set(batch.texts)) > 1
 
 
-def test_engine_log_probs_match_the_training_forward():
+@pytest.mark.parametrize("fast_decode", [True, False], ids=["llama-decoder", "hf-step"])
+def test_engine_log_probs_match_the_training_forward(fast_decode):
     # The engine's decode loop (prompt shared across the group, finished rows leaving the batch) must score its
     # sampled tokens as the training forward (completion_logprobs) does: same positions, masks and cache.
     from r1lab.algos.logprobs import completion_logprobs
 
-    engine, tok = _engine()
+    engine, tok = _engine(fast_decode=fast_decode)
     engine.batch_size = 64
     torch.manual_seed(0)
     batch = engine.generate(["12+3=", "a longer one: 40+2=", "x"], n=8,

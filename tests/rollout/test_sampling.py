@@ -45,6 +45,30 @@ def test_sample_categorical_frequencies_and_zero_probability_tokens():
     assert sample_categorical(one_hot).tolist() == [0, 5, 3]
 
 
+@pytest.mark.parametrize("vocab", [1000, 1024])  # a partial last block, and whole blocks only
+def test_sample_categorical_two_level_draws_match_probabilities_across_blocks(vocab):
+    # Mass spread over many blocks of 256 (and inside them), with empty blocks and zeros at block edges:
+    # 200,000 draws: every token's count within 5 standard deviations of n*p (+3 draws of slack for the rarest
+    # tokens, whose counts are Poisson-like), zero-probability tokens never drawn.
+    gen = torch.Generator().manual_seed(1)
+    p = torch.rand(vocab, generator=gen) ** 4
+    p[256:512] = 0.0  # a whole empty block
+    p[[0, 255, 767, vocab - 1]] = 0.0  # zeros at block edges
+    p[300] = 0.5 * p.sum()  # then the only token of that block, with a third of the mass
+    p = p / p.sum()
+    n = 200_000
+    draws = sample_categorical(p.expand(n, vocab), generator=torch.Generator().manual_seed(2))
+    counts = torch.bincount(draws, minlength=vocab).double()
+    assert counts.shape[0] == vocab  # never an index past the vocabulary
+    assert (counts[p == 0] == 0).all()
+    expected = n * p.double()
+    assert ((counts - expected).abs() <= 5 * (expected * (1 - p.double())).sqrt() + 3).all()
+    # one-hot rows whose token sits at a block's first and last index, and in the partial last block
+    one_hot = torch.zeros(3, vocab)
+    one_hot[0, 256], one_hot[1, 511], one_hot[2, vocab - 2] = 1.0, 1.0, 1.0
+    assert sample_categorical(one_hot).tolist() == [256, 511, vocab - 2]
+
+
 def test_next_tokens_greedy_log_probs_and_banned_ids():
     logits = torch.tensor([[0.0, math.log(3.0), -1.0], [2.0, 0.0, 0.0]])
     token, logp = next_tokens(logits, SamplingParams(temperature=0.0))

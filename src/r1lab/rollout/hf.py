@@ -1,5 +1,6 @@
 """Batched rollouts on a (possibly lower-precision) copy of the policy: HF ``generate``'s decode loop with shared
-prompt prefill and finished sequences leaving the batch."""
+prompt prefill and finished sequences leaving the batch; Llama-family models decode on ``LlamaDecoder``'s static
+cache, others on HF's own forward."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
+from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
 from r1lab.rollout.sampling import next_tokens
 from r1lab.types import RolloutBatch
 
@@ -28,11 +30,13 @@ class HFGenerateEngine:
     """Generates in ``dtype`` (e.g. bf16 rollouts from fp32 training weights).
 
     When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` is free; otherwise the
-    engine keeps its own copy, refreshed by ``sync_weights`` after each optimizer step.
+    engine keeps its own copy, refreshed by ``sync_weights`` after each optimizer step. ``fast_decode``: decode
+    Llama-family models with ``LlamaDecoder`` (same tokens as HF's step, see tests/rollout); False, or a model
+    outside the family, uses HF's forward for every token.
     """
 
     def __init__(self, policy: torch.nn.Module, tokenizer, dtype: torch.dtype | None = None, batch_size: int = 64,
-                 min_new_tokens: int = 0):
+                 min_new_tokens: int = 0, fast_decode: bool = True):
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.min_new_tokens = min_new_tokens  # EOS is banned before this many tokens (HF's min_new_tokens)
@@ -41,6 +45,7 @@ class HFGenerateEngine:
         self.shares_policy = dtype is None or dtype == policy_dtype
         self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype).eval()
         self.eos_ids = eos_token_ids(policy, tokenizer)
+        self.decoder = LlamaDecoder(self.model) if fast_decode and unsupported_reason(self.model) is None else None
 
     @torch.no_grad()
     def sync_weights(self, policy: torch.nn.Module) -> None:
@@ -88,7 +93,9 @@ class HFGenerateEngine:
         The decode loop of HF ``generate`` (same positions, masks, cache and sampling), with two savings:
         each prompt is prefilled once and its key/value cache repeated for its n samples, and finished rows
         leave the batch (their cache rows are dropped once a quarter of the batch has finished, so the copy of
-        the cache is paid a few times, not once per finished row).
+        the cache is paid a few times, not once per finished row). With ``self.decoder`` the keys and values live
+        in its static cache: prompt slots 0..P-1, completion token t in slot P + t, ``slots`` says which a row
+        may attend to.
         """
         U, P = ids.shape
         B, device = U * n, ids.device
@@ -98,7 +105,14 @@ class HFGenerateEngine:
         prefill = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                              use_cache=True, logits_to_keep=1)
         cache = prefill.past_key_values
-        cache.batch_repeat_interleave(n)
+        if self.decoder is not None:
+            self.decoder.refresh_weights()
+            self.decoder.prefill(cache, n, P + sampling.max_new_tokens)
+            slots = torch.zeros(B, P + sampling.max_new_tokens, dtype=torch.bool, device=device)  # (rows, slots)
+            slots[:, :P] = mask.bool().repeat_interleave(n, dim=0)
+            del cache
+        else:
+            cache.batch_repeat_interleave(n)
         logits = prefill.logits[:, -1].repeat_interleave(n, dim=0)  # (B, V)
         attn = mask.repeat_interleave(n, dim=0)  # (rows, P + t): the rows still in the batch
         position = attn.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token
@@ -114,10 +128,20 @@ class HFGenerateEngine:
                 break
             if int(done.sum()) * 4 >= len(rows):  # drop finished rows from the batch and the cache
                 keep = (~done).nonzero().squeeze(1)
-                cache.batch_select_indices(keep)
                 rows, token, attn, position, done = rows[keep], token[keep], attn[keep], position[keep], done[keep]
-            attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
+                if self.decoder is not None:
+                    self.decoder.select_rows(keep)
+                    slots = slots[keep]
+                else:
+                    cache.batch_select_indices(keep)
             position = position + 1
+            if self.decoder is not None:
+                slots[:, P + t] = True
+                logits = self.decoder.step(token, position, P + t, slots[:, : P + t + 1])
+                continue
+            attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
             logits = self.model(input_ids=token.unsqueeze(1), attention_mask=attn, position_ids=position,
                                 past_key_values=cache, use_cache=True).logits[:, -1]
+        if self.decoder is not None:
+            self.decoder.release()  # the cache is not held while the policy trains
         return out[:, : t + 1], out_logp[:, : t + 1]  # as wide as the longest completion, like generate()

@@ -1,0 +1,139 @@
+"""A decode step for Llama-family models (Llama, SmolLM2, Qwen2, Mistral) written for batched sampling.
+
+HF's decode step spends more of its time around the matmuls than in them on a CPU: the growing key/value cache is
+re-concatenated every token (a copy of the whole cache per layer), masks are rebuilt, and the small projections
+run as separate, slow matmuls. This step keeps the same arithmetic (HF's RMSNorm in fp32, HF's rotary cos/sin,
+SDPA with the key/value heads packed as HF packs them for one query) but
+
+- keeps keys and values in a preallocated cache written in place, one slot per token;
+- runs q/k/v as one matmul and gate/up as one (the fused weights are rebuilt only when the model's weights
+  change: the parameters' version counters say so);
+- builds no mask objects: one boolean (rows, slots) mask, extended by a column per token.
+
+Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
+go through the model's own code. Architectures outside the family fall back to HF's step (``supports``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED = ("llama", "qwen2", "mistral")
+
+
+def unsupported_reason(model: torch.nn.Module) -> str | None:
+    """Why ``LlamaDecoder`` cannot run ``model`` (None: it can)."""
+    cfg = model.config
+    if cfg.model_type not in SUPPORTED:
+        return f"model_type {cfg.model_type!r} is not one of {SUPPORTED}"
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"hidden_act {cfg.hidden_act!r} (only silu)"
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+        return "sliding-window attention"
+    if getattr(cfg, "mlp_bias", False):
+        return "MLP biases"
+    if getattr(cfg, "_attn_implementation", "sdpa") not in ("sdpa", "eager", None):
+        return f"attention implementation {cfg._attn_implementation!r}"
+    return None
+
+
+class LlamaDecoder:
+    """One token per row per call, on a static key/value cache of ``rows x slots``."""
+
+    def __init__(self, model: torch.nn.Module):
+        reason = unsupported_reason(model)
+        if reason:
+            raise ValueError(f"LlamaDecoder cannot run this model: {reason}")
+        self.model = model
+        cfg = model.config
+        self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.scale = self.head_dim ** -0.5
+        self.eps = cfg.rms_norm_eps
+        self._versions: list[int] | None = None
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+
+    # --- weights -----------------------------------------------------------------------------------------
+    def _sources(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters()]
+
+    def refresh_weights(self) -> None:
+        """Fused q/k/v and gate/up weights, rebuilt only if a parameter changed since the last build."""
+        versions = [p._version for p in self._sources()]
+        if versions == self._versions:
+            return
+        with torch.no_grad():
+            self.layers = []
+            for layer in self.model.model.layers:
+                a, m = layer.self_attn, layer.mlp
+                biases = [p.bias for p in (a.q_proj, a.k_proj, a.v_proj)]
+                self.layers.append({
+                    "qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
+                    "qkv_bias": torch.cat(biases) if biases[0] is not None else None,
+                    "o": a.o_proj.weight, "o_bias": a.o_proj.bias,
+                    "gate_up": torch.cat([m.gate_proj.weight, m.up_proj.weight]),
+                    "down": m.down_proj.weight,
+                    "norm_in": layer.input_layernorm.weight, "norm_post": layer.post_attention_layernorm.weight,
+                })
+        self._versions = versions
+
+    # --- cache -------------------------------------------------------------------------------------------
+    def prefill(self, cache, repeat: int, slots: int) -> None:
+        """Copies HF's prefill cache (U rows) into static buffers of ``U * repeat`` rows and ``slots`` positions."""
+        self.k, self.v = [], []
+        for layer in cache.layers:
+            keys, values = layer.keys.repeat_interleave(repeat, dim=0), layer.values.repeat_interleave(repeat, dim=0)
+            B, H, P, D = keys.shape
+            k = keys.new_empty(B, H, slots, D)
+            v = values.new_empty(B, H, slots, D)
+            k[:, :, :P], v[:, :, :P] = keys, values
+            self.k.append(k)
+            self.v.append(v)
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        """Keeps only the cache rows ``keep`` (finished rows leave the batch)."""
+        self.k = [k.index_select(0, keep) for k in self.k]
+        self.v = [v.index_select(0, keep) for v in self.v]
+
+    def release(self) -> None:
+        self.k, self.v = [], []
+
+    # --- the step ----------------------------------------------------------------------------------------
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        h = x.float()  # as LlamaRMSNorm: statistics in fp32, the product in the model dtype
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * h.to(x.dtype)
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, position: torch.Tensor, slot: int, mask: torch.Tensor) -> torch.Tensor:
+        """(R,) tokens at (R, 1) positions, written to cache ``slot``; ``mask`` (R, slot + 1) is True where a row
+        may attend. Returns the (R, V) logits of the next token."""
+        model, R = self.model.model, token.shape[0]
+        H, KV, D = self.n_heads, self.n_kv, self.head_dim
+        x = model.embed_tokens.weight[token]  # (R, hidden)
+        cos, sin = model.rotary_emb(x, position)  # (R, 1, D) each, HF's own rotary (any rope scaling it supports)
+        cos, sin = cos.view(R, 1, D), sin.view(R, 1, D)
+        attn_mask = mask.view(R, 1, 1, -1)
+        for i, w in enumerate(self.layers):
+            h = self._norm(x, w["norm_in"])
+            qkv = F.linear(h, w["qkv"], w["qkv_bias"])
+            q = qkv[:, : H * D].view(R, H, D)
+            k = qkv[:, H * D : (H + KV) * D].view(R, KV, D)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.k[i][:, :, slot] = k
+            self.v[i][:, :, slot] = qkv[:, (H + KV) * D :].view(R, KV, D)
+            # one query: its H heads as H / KV queries of each key/value head (HF's pack_gqa), no key repeat
+            out = F.scaled_dot_product_attention(q.view(R, KV, H // KV, D), self.k[i][:, :, : slot + 1],
+                                                 self.v[i][:, :, : slot + 1], attn_mask=attn_mask, scale=self.scale)
+            x = x + F.linear(out.reshape(R, H * D), w["o"], w["o_bias"])
+            gate, up = F.linear(self._norm(x, w["norm_post"]), w["gate_up"]).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, w["down"])
+        return self.model.lm_head(self._norm(x, model.norm.weight))
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

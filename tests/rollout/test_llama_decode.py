@@ -1,0 +1,137 @@
+"""LlamaDecoder: the same next-token logits as HF's forward (Llama and Qwen2 with q/k/v biases), rows leaving
+the cache, fused weights following in-place weight updates, and the fallback for other architectures."""
+
+import pytest
+import torch
+
+from r1lab.algos.logprobs import position_ids_from_mask
+from r1lab.models.loading import prepare_tokenizer
+from r1lab.models.tiny import tiny_model, tiny_tokenizer
+from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
+
+
+def _qwen2(vocab: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(3)
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=False)
+    model = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():  # HF initialises biases to zero; make them matter
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    return model
+
+
+def _decode_against_hf(model, steps: int = 5):
+    """Feeds the same tokens through HF's cached forward and through LlamaDecoder; returns both logits lists."""
+    tok = tiny_tokenizer()
+    enc = tok(["12+3=", "a longer prompt: 40+2="], return_tensors="pt", padding=True, padding_side="left")
+    ids, mask = enc.input_ids, enc.attention_mask
+    P = ids.shape[1]
+    with torch.no_grad():
+        prefill = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
+        hf_cache = prefill.past_key_values
+        decoder = LlamaDecoder(model)
+        decoder.refresh_weights()
+        decoder.prefill(hf_cache, 1, P + steps)
+        slots = torch.zeros(2, P + steps, dtype=torch.bool)
+        slots[:, :P] = mask.bool()
+        attn, position = mask.clone(), mask.sum(dim=1, keepdim=True) - 1
+        hf_logits, ours = [], []
+        token = prefill.logits[:, -1].argmax(dim=-1)
+        for t in range(steps):
+            attn = torch.cat([attn, attn.new_ones(2, 1)], dim=1)
+            position = position + 1
+            slots[:, P + t] = True
+            ours.append(decoder.step(token, position, P + t, slots[:, : P + t + 1]))
+            hf_logits.append(model(input_ids=token[:, None], attention_mask=attn, position_ids=position,
+                                   past_key_values=hf_cache, use_cache=True).logits[:, -1])
+            token = hf_logits[-1].argmax(dim=-1)
+    return hf_logits, ours
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_step_logits_equal_hf_forward(arch):
+    tok = tiny_tokenizer()
+    model = tiny_model(tok, seed=2).eval() if arch == "llama" else _qwen2(len(tok))
+    hf_logits, ours = _decode_against_hf(model)
+    for expected, got in zip(hf_logits, ours):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_qwen2_engine_greedy_equals_hf_generate():
+    tok = tiny_tokenizer()
+    prepare_tokenizer(tok)  # left padding, as every engine user loads it
+    model = _qwen2(len(tok))
+    model.generation_config.eos_token_id = tok.eos_token_id
+    engine = HFGenerateEngine(model, tok, batch_size=64)
+    assert engine.decoder is not None
+    prompts = ["7*6=", "a long question: 9+9="]
+    batch = engine.generate(prompts, n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=8))
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        plain = model.generate(input_ids=enc.input_ids.repeat_interleave(2, dim=0),
+                               attention_mask=enc.attention_mask.repeat_interleave(2, dim=0), max_new_tokens=8,
+                               do_sample=False, pad_token_id=tok.pad_token_id,
+                               eos_token_id=engine.eos_ids)[:, enc.input_ids.shape[1]:]
+    for row in range(4):
+        k = int(batch.completion_mask[row].sum())
+        assert batch.completion_ids[row, :k].tolist() == plain[row, :k].tolist()
+
+
+def test_rows_leaving_the_cache_keep_their_logits():
+    tok = tiny_tokenizer()
+    model = tiny_model(tok, seed=4).eval()
+    enc = tok(["1+1=", "22+33=", "x"], return_tensors="pt", padding=True, padding_side="left")
+    P = enc.input_ids.shape[1]
+    with torch.no_grad():
+        prefill = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                        position_ids=position_ids_from_mask(enc.attention_mask), use_cache=True)
+        decoder = LlamaDecoder(model)
+        decoder.refresh_weights()
+        decoder.prefill(prefill.past_key_values, 1, P + 1)
+        slots = torch.ones(3, P + 1, dtype=torch.bool)
+        slots[:, :P] = enc.attention_mask.bool()
+        position = enc.attention_mask.sum(dim=1, keepdim=True)
+        token = torch.tensor([5, 6, 7])
+        full = decoder.step(token, position, P, slots)
+        decoder.prefill(prefill.past_key_values, 1, P + 1)
+        keep = torch.tensor([0, 2])
+        decoder.select_rows(keep)
+        part = decoder.step(token[keep], position[keep], P, slots[keep])
+    torch.testing.assert_close(part, full[keep], rtol=0, atol=1e-6)
+
+
+def test_fused_weights_follow_in_place_updates_only():
+    model = tiny_model(tiny_tokenizer(), seed=5)
+    decoder = LlamaDecoder(model)
+    decoder.refresh_weights()
+    built = decoder.layers[0]["qkv"]
+    decoder.refresh_weights()
+    assert decoder.layers[0]["qkv"] is built  # unchanged weights: no rebuild
+    with torch.no_grad():
+        model.model.layers[0].self_attn.k_proj.weight.add_(1.0)  # as optimizer.step / sync_weights do, in place
+    decoder.refresh_weights()
+    q_rows = model.model.layers[0].self_attn.q_proj.weight.shape[0]
+    k_rows = model.model.layers[0].self_attn.k_proj.weight.shape[0]
+    assert torch.equal(decoder.layers[0]["qkv"][q_rows : q_rows + k_rows], model.model.layers[0].self_attn.k_proj.weight)
+
+
+def test_other_architectures_fall_back_to_hf_step():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = tiny_tokenizer()
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64))
+    gpt2.generation_config.eos_token_id = tok.eos_token_id
+    assert "gpt2" in unsupported_reason(gpt2)
+    with pytest.raises(ValueError, match="gpt2"):
+        LlamaDecoder(gpt2)
+    engine = HFGenerateEngine(gpt2, tok, batch_size=8)
+    assert engine.decoder is None
+    batch = engine.generate(["1+1="], n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=4))
+    assert batch.completion_ids.shape[0] == 2
