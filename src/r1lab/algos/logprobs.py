@@ -3,7 +3,37 @@ token: only real completion tokens go through the LM head, a tile of tokens at a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+
+# Longest prompt + completion trained with eager attention on CPU (see ``training_attention``)
+EAGER_MAX_LENGTH = 256
+
+
+def training_attention(model: torch.nn.Module, length: int) -> str:
+    """The attention implementation a training forward of ``length`` tokens should use.
+
+    On CPU, SDPA's flash kernel is fast forward but its backward is not: for GRPO's shapes (16 sequences,
+    ~185 tokens, SmolLM2-135M) the backward took ~6x the forward and a fifth of the whole optimisation, and
+    HF's eager attention (matmuls + an fp32 softmax) made the forward/backward ~15% faster. Eager keeps the
+    (B, heads, L, L) attention weights for backward, so it is used only up to ``EAGER_MAX_LENGTH`` tokens
+    (16 x 9 heads x 256^2 bf16 weights = 19 MB per layer). Elsewhere, and on GPUs, the model's own choice stays.
+    """
+    current = model.config._attn_implementation
+    device = next(model.parameters()).device
+    return "eager" if current == "sdpa" and device.type == "cpu" and length <= EAGER_MAX_LENGTH else current
+
+
+@contextmanager
+def attention_implementation(model: torch.nn.Module, name: str):
+    """Runs the model's forwards with attention ``name`` (HF reads config._attn_implementation per forward)."""
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = name
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = saved
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -53,9 +83,10 @@ class _ChunkedLogProbs(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         for s in range(0, hidden.shape[0], chunk):
             h = hidden[s : s + chunk].to(dt)
-            g = _tile_logits(h, w, dt, T).sub_(lse[s : s + chunk, None]).exp_().neg_()  # -softmax, in place
-            g.scatter_add_(1, ids[s : s + chunk, None], torch.ones_like(g[:, :1]))
-            g = g.mul_(grad_logp[s : s + chunk, None] / T).to(dt)  # (n, V) gradient w.r.t. the logits
+            scale = grad_logp[s : s + chunk, None] / T  # (n, 1)
+            g = _tile_logits(h, w, dt, T).sub_(lse[s : s + chunk, None]).exp_()  # softmax, in place
+            g.mul_(-scale).scatter_add_(1, ids[s : s + chunk, None], scale)  # (onehot - softmax) * scale
+            g = g.to(dt)  # (n, V) gradient w.r.t. the logits
             if grad_hidden is not None:
                 grad_hidden[s : s + chunk] = (g @ w).to(hidden.dtype)
             if grad_weight is not None:
@@ -102,7 +133,7 @@ def completion_logprobs(
     values exactly as in the unshared forward; the prompt forward costs U/B of it. Position ids come from the
     attention mask so left-padded rows see the positions generate() gave them. Only real completion tokens
     (``completion_mask`` > 0) go through the LM head, in tiles (``chunked_logprobs``); log-probs and entropies of
-    masked-out positions are 0.
+    masked-out positions are 0. Attention: ``training_attention`` (eager for short sequences on CPU).
     """
     B, C = completion_ids.shape
     if prompt_index is None:
@@ -115,6 +146,21 @@ def completion_logprobs(
     # Columns past every row's last real token change nothing: run only up to the longest completion
     used = int(completion_mask.sum(dim=1).max()) if B else 0
     ids, mask = completion_ids[:, : max(used, 1)], completion_mask[:, : max(used, 1)]
+    with attention_implementation(model, training_attention(model, prompt_ids.shape[1] + ids.shape[1])):
+        hidden = _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
+    # 3. the LM head and log-softmax on real completion tokens only, a tile at a time
+    real = mask.bool()  # (B, C')
+    token_logp, token_entropy = chunked_logprobs(hidden[real], head.weight, ids[real], temperature, with_entropy)
+    logp = completion_ids.new_zeros(B, C, dtype=torch.float32)
+    logp = logp.masked_scatter(_pad_to(real, C), token_logp)  # (B, C), 0 where masked out
+    entropy = None
+    if with_entropy:
+        entropy = logp.new_zeros(B, C).masked_scatter(_pad_to(real, C), token_entropy)
+    return logp, entropy
+
+
+def _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index) -> torch.Tensor:
+    """(B, C', H) last hidden states: at the last prompt position, then at every completion input token."""
     # 1. prompts once: keys/values of every layer, and the hidden state at the last prompt position (predicts token 0)
     prompt_out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
                           use_cache=True)
@@ -129,15 +175,7 @@ def completion_logprobs(
                                   position_ids=position_ids_from_mask(full_mask)[:, P:-1], past_key_values=cache,
                                   use_cache=True)
         hidden = torch.cat([hidden, completion_out.last_hidden_state], dim=1)  # (B, C', H)
-    # 3. the LM head and log-softmax on real completion tokens only, a tile at a time
-    real = mask.bool()  # (B, C')
-    token_logp, token_entropy = chunked_logprobs(hidden[real], head.weight, ids[real], temperature, with_entropy)
-    logp = completion_ids.new_zeros(B, C, dtype=torch.float32)
-    logp = logp.masked_scatter(_pad_to(real, C), token_logp)  # (B, C), 0 where masked out
-    entropy = None
-    if with_entropy:
-        entropy = logp.new_zeros(B, C).masked_scatter(_pad_to(real, C), token_entropy)
-    return logp, entropy
+    return hidden
 
 
 def _pad_to(mask: torch.Tensor, width: int) -> torch.Tensor:
