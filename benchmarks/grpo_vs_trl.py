@@ -38,6 +38,9 @@ from pathlib import Path
 from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# --set keys that TRL's side mirrors (the rest change r1lab only, e.g. its rollout dtype)
+TRL_MIRRORS = ("task.", "prompt.", "rollout.max_new_tokens", "rollout.group_size", "rollout.temperature",
+               "rollout.top_p", "train.lr", "train.prompts_per_step", "algo.beta")
 PROMPTS_PER_STEP, GROUP, MAX_NEW, MICRO = 8, 8, 128, 16
 LR, TEMPERATURE, TOP_P, SEED = 1e-5, 1.0, 1.0, 0
 
@@ -49,9 +52,10 @@ def _grpo_config(output_dir: str, steps: int, ignore_eos: bool, overrides: list[
             f"rollout.max_new_tokens={MAX_NEW}", f"rollout.temperature={TEMPERATURE}", f"rollout.top_p={TOP_P}",
             f"train.lr={LR}", f"train.micro_batch_size={MICRO}", f"train.seed={SEED}", "algo.beta=0",
             "algo.num_iterations=1", "eval.every=0", "train.time_limit_minutes=0", "log.progress=false",
-            "log.tensorboard=false", f"log.output_dir={output_dir}", "log.checkpoint_every=0",
-            f"rollout.min_new_tokens={MAX_NEW if ignore_eos else 0}"]
-    return load_config(GRPOConfig, None, sets + overrides)
+            "log.tensorboard=false", f"log.output_dir={output_dir}", "log.checkpoint_every=0"]
+    cfg = load_config(GRPOConfig, None, sets + overrides)
+    cfg.rollout.min_new_tokens = cfg.rollout.max_new_tokens if ignore_eos else 0
+    return cfg
 
 
 def _param_count(model) -> int:
@@ -71,7 +75,8 @@ def run_r1lab(steps: int, warmup: int, ignore_eos: bool, overrides: list[str]) -
     return {"side": "r1lab", "config": {"overrides": overrides}, "steps": per_step}
 
 
-def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, partial: Path) -> dict:
+def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, partial: Path,
+            overrides: list[str]) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig as TRLConfig
@@ -83,12 +88,16 @@ def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, 
     from r1lab.models.templates import build_prompt
     from r1lab.rewards import RewardContext, score_batch
 
-    cfg = _grpo_config("/nonexistent", warmup + steps, ignore_eos, [])
+    cfg = _grpo_config("/nonexistent", warmup + steps, ignore_eos, overrides)
+    unmirrored = [o for o in overrides if not o.startswith(TRL_MIRRORS)]
+    if unmirrored:
+        print(f"TRL side: {unmirrored} change r1lab only", flush=True)
+    max_new, per_step = cfg.rollout.max_new_tokens, cfg.train.prompts_per_step * cfg.rollout.group_size
     folder = resolve_model_folder(cfg.model.name)  # the dequantised HF folder; TRL loads the model from it
     tokenizer, task = AutoTokenizer.from_pretrained(folder), _task(cfg)
     prepare_tokenizer(tokenizer)
     ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
-                        tokenizer=tokenizer, max_new_tokens=MAX_NEW)
+                        tokenizer=tokenizer, max_new_tokens=max_new)
     examples = _examples(cfg, task)
     prompts = [build_prompt(e, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction) for e in examples]
     for p in prompts[:4]:  # TRL tokenises with special tokens on: check that this adds nothing (no BOS here)
@@ -110,7 +119,7 @@ def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, 
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs and log:
-                log[-1]["generated_tokens"] = logs["completions/mean_length"] * PROMPTS_PER_STEP * GROUP
+                log[-1]["generated_tokens"] = logs["completions/mean_length"] * per_step
                 log[-1]["reward"] = logs.get("reward")
                 log[-1]["trained_tokens"] = log[-1]["generated_tokens"]  # TRL trains every token of every sequence
                 print(f"TRL step {len(log)}: {log[-1]}", flush=True)
@@ -118,13 +127,14 @@ def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, 
 
     args = TRLConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-"), use_cpu=True, bf16=bf16, seed=SEED,
-        per_device_train_batch_size=MICRO, gradient_accumulation_steps=PROMPTS_PER_STEP * GROUP // MICRO,
-        num_generations=GROUP, max_completion_length=MAX_NEW, temperature=TEMPERATURE, top_p=TOP_P, beta=0.0,
-        learning_rate=LR, lr_scheduler_type="constant", adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0,
+        per_device_train_batch_size=MICRO, gradient_accumulation_steps=per_step // MICRO,
+        num_generations=cfg.rollout.group_size, max_completion_length=max_new, temperature=cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p, beta=cfg.algo.beta, learning_rate=cfg.train.lr, lr_scheduler_type="constant",
+        adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0,
         max_grad_norm=1.0, num_iterations=1, loss_type="dapo", scale_rewards="group", epsilon=0.2,
         max_steps=warmup + steps, shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no",
         gradient_checkpointing=extra.get("gradient_checkpointing", False), dataloader_num_workers=0,
-        generation_kwargs={"min_new_tokens": MAX_NEW} if ignore_eos else None,
+        generation_kwargs={"min_new_tokens": max_new} if ignore_eos else None,
         use_transformers_continuous_batching=extra.get("continuous_batching", False),
         disable_tqdm=True,
     )
@@ -146,7 +156,7 @@ def _examples(cfg, task) -> list:
     from r1lab.tasks.sampler import PromptSampler
 
     sampler = PromptSampler(len(task.train), seed=cfg.train.seed)
-    return [task.train[i] for i in sampler.next_indices(cfg.train.steps * PROMPTS_PER_STEP)]
+    return [task.train[i] for i in sampler.next_indices(cfg.train.steps * cfg.train.prompts_per_step)]
 
 
 def summarise(raw: dict, warmup: int, n_params: int) -> dict:
@@ -172,7 +182,7 @@ def child(args) -> None:
     else:
         extra = {"gradient_checkpointing": args.trl_gradient_checkpointing,
                  "continuous_batching": args.trl_continuous_batching}
-        raw = run_trl(args.steps, args.warmup, args.ignore_eos, args.trl_bf16 == "on", extra, Path(args.json))
+        raw = run_trl(args.steps, args.warmup, args.ignore_eos, args.trl_bf16 == "on", extra, Path(args.json), args.set)
     raw["wall_seconds"], raw["warmup"] = time.monotonic() - t0, args.warmup
     raw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raw["threads"] = torch.get_num_threads()
@@ -201,12 +211,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--only", choices=("trl", "r1lab"), help="run one side; the other is read from its JSON")
     parser.add_argument("--combine", action="store_true", help="run nothing; compare the saved JSON results")
-    parser.add_argument("--ignore-eos", action="store_true", help="both sides generate exactly 128 tokens")
+    parser.add_argument("--ignore-eos", action="store_true", help="both sides generate exactly max_new_tokens (128)")
     parser.add_argument("--trl-bf16", choices=("on", "off"), default="off", help="TRL's bf16 mixed precision")
     parser.add_argument("--trl-gradient-checkpointing", action="store_true", help="TRL's default; off is faster")
     parser.add_argument("--trl-continuous-batching", action="store_true",
                         help="TRL's use_transformers_continuous_batching generation")
-    parser.add_argument("--set", action="append", default=[], help="extra r1lab config override (KEY=VALUE)")
+    parser.add_argument("--set", action="append", default=[],
+                        help="config override (KEY=VALUE); TRL follows task.*, prompt.*, rollout.max_new_tokens / "
+                             "group_size / temperature / top_p, train.lr / prompts_per_step, algo.beta")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each side (0 = torch default)")
     parser.add_argument("--tag", default="", help="suffix of the JSON file names (e.g. a variant's name)")
     parser.add_argument("--child", choices=("trl", "r1lab"), help=argparse.SUPPRESS)

@@ -262,6 +262,8 @@ class RolloutConfig:
     batch_size: int = option(64, "sequences generated at once")
     min_new_tokens: int = option(0, "EOS is suppressed until this many tokens are generated; = max_new_tokens gives "
                                     "every completion the same length (benchmarks: equal work per step)")
+    fast_decode: bool = option(True, "decode Llama-family models (Llama, SmolLM2, Qwen2, Mistral) on r1lab's "
+                                     "static-cache step instead of HF's forward (same tokens; false: HF's step)")
 
     def check(self) -> None:
         require(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "must be in [0, max_new_tokens]")

@@ -238,3 +238,35 @@ def test_single_token_completions_use_only_the_prompt_forward(model, tok):
         logp, _ = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, torch.ones(2, 1))
     expected = oracle_logprobs(model, prompts, completion_ids.tolist())
     torch.testing.assert_close(logp.double(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-5)
+
+
+def test_training_attention_eager_for_short_cpu_sequences_and_same_values_and_gradients(tok, batch, monkeypatch):
+    # Short sequences on CPU train with HF's eager attention (faster backward than SDPA's CPU flash kernel); long
+    # ones keep SDPA. Both must give the same log-probs and parameter gradients, and the model's setting is restored.
+    import r1lab.algos.logprobs as lp
+
+    model = tiny_model(tok, seed=6)
+    assert lp.training_attention(model, lp.EAGER_MAX_LENGTH) == "eager"
+    assert lp.training_attention(model, lp.EAGER_MAX_LENGTH + 1) == "sdpa"
+    prompts, completions = batch
+    prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
+    completion_ids, completion_mask = _right_pad(completions, tok.pad_token_id)
+
+    def run():
+        logp, _ = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+        model.zero_grad(set_to_none=True)
+        (logp * completion_mask).sum().backward()
+        return logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    seen = []
+    original = lp._hidden_states
+    monkeypatch.setattr(lp, "_hidden_states", lambda backbone, *a: seen.append(backbone.config._attn_implementation)
+                        or original(backbone, *a))
+    eager_logp, eager_grads = run()
+    monkeypatch.setattr(lp, "EAGER_MAX_LENGTH", 0)
+    sdpa_logp, sdpa_grads = run()
+    assert seen == ["eager", "sdpa"] and model.config._attn_implementation == "sdpa"
+    torch.testing.assert_close(eager_logp, sdpa_logp, rtol=0, atol=1e-5)
+    assert eager_grads.keys() == sdpa_grads.keys() and len(eager_grads) > 0
+    for name in eager_grads:
+        torch.testing.assert_close(eager_grads[name], sdpa_grads[name], rtol=1e-4, atol=1e-6, msg=name)

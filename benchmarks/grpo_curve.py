@@ -1,0 +1,90 @@
+"""Learning curves, r1lab against TRL: reward against step on the same prompts, seed and settings.
+
+Speed must not come from cutting corners, so the two trainers' reward curves should agree within sampling noise.
+This reads the per-step rewards that ``grpo_vs_trl.py`` records for each side (run it with ``--tag``), plots
+them with a 4-step rolling mean, and compares the two sides' mean reward over the first and the last third of
+the steps (standard errors over steps; the two curves sample different completions, so they are independent
+draws of the same process and agree when their difference is within ~2 combined standard errors).
+
+    .venv/bin/python benchmarks/grpo_vs_trl.py --tag _curve --steps 24 --warmup 0 --trl-bf16 on \\
+        --set rollout.max_new_tokens=64 --set 'task.params={...}'
+    .venv/bin/python benchmarks/grpo_curve.py --tag _curve
+
+Writes benchmarks/results/grpo_curve.{md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _rewards(tag: str, side: str) -> tuple[list[float], dict]:
+    path = RESULTS / f"grpo_vs_trl_{side}{tag}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} missing: run benchmarks/grpo_vs_trl.py --tag {tag} first")
+    raw = json.loads(path.read_text())
+    return [float(s["reward"]) for s in raw["steps"]], raw
+
+
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
+
+
+def compare(r1lab: list[float], trl: list[float]) -> list[dict]:
+    """Mean reward (± SE over steps) of each side over the first and last third of the common steps."""
+    n = min(len(r1lab), len(trl))
+    third = max(n // 3, 2)
+    rows = []
+    for name, sl in (("first third", slice(0, third)), ("last third", slice(n - third, n))):
+        (a, sa), (b, sb) = _mean_se(r1lab[sl]), _mean_se(trl[sl])
+        diff, se = a - b, math.sqrt(sa ** 2 + sb ** 2)
+        rows.append({"window": f"{name} (steps {sl.start + 1}-{sl.stop})", "r1lab": a, "r1lab_se": sa, "trl": b,
+                     "trl_se": sb, "difference": diff, "difference_se": se, "within_2se": abs(diff) <= 2 * se})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", default="_curve", help="the --tag the grpo_vs_trl.py run used")
+    args = parser.parse_args()
+    r1lab, raw_r = _rewards(args.tag, "r1lab")
+    trl, raw_t = _rewards(args.tag, "trl")
+    rows = compare(r1lab, trl)
+    lines = [f"r1lab overrides: {raw_r['config'].get('overrides')}; TRL config: {raw_t['config']}", "",
+             "| window | r1lab reward | TRL reward | r1lab - TRL | within 2 SE |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['window']} | {r['r1lab']:.3f} ± {r['r1lab_se']:.3f} | {r['trl']:.3f} ± {r['trl_se']:.3f} "
+                     f"| {r['difference']:+.3f} ± {r['difference_se']:.3f} | {'yes' if r['within_2se'] else 'no'} |")
+    lines += ["", "per-step reward (r1lab, TRL): " + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(r1lab, trl))]
+    text = "\n".join(lines)
+    print(text)
+    (RESULTS / "grpo_curve.md").write_text(text + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, ys, color in (("r1lab", r1lab, "tab:blue"), ("TRL GRPOTrainer", trl, "tab:orange")):
+        steps = list(range(1, len(ys) + 1))
+        ax.plot(steps, ys, "o", color=color, alpha=0.35, markersize=4)
+        rolling = [statistics.fmean(ys[max(0, i - 3) : i + 1]) for i in range(len(ys))]
+        ax.plot(steps, rolling, "-", color=color, label=f"{name} (4-step mean)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("mean reward of the step's 64 completions")
+    ax.set_title("GRPO learning curves, same prompts and seed")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "grpo_curve.png", dpi=120)
+    print(f"wrote {RESULTS / 'grpo_curve.md'} and {RESULTS / 'grpo_curve.png'}")
+
+
+if __name__ == "__main__":
+    main()
