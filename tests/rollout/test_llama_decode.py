@@ -135,3 +135,31 @@ def test_other_architectures_fall_back_to_hf_step():
     assert engine.decoder is None
     batch = engine.generate(["1+1="], n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=4))
     assert batch.completion_ids.shape[0] == 2
+
+
+def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
+    # The engine's private bf16 copy: its q/k/v and gate/up weights live inside the decoder's fused buffers (no
+    # second copy), and sync_weights writes the policy's new values straight into them.
+    tok = tiny_tokenizer()
+    prepare_tokenizer(tok)
+    policy = tiny_model(tok, seed=7)
+    policy.generation_config.eos_token_id = tok.eos_token_id
+    engine = HFGenerateEngine(policy, tok, dtype=torch.bfloat16, batch_size=64)
+    assert engine.decoder.own_weights
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    prompts = ["1+1=", "a longer one: 40+2="]
+    before = engine.generate(prompts, n=1, sampling=greedy)
+    fused = engine.decoder.layers[0]["qkv"]
+    attn = engine.model.model.layers[0].self_attn
+    assert attn.q_proj.weight.data_ptr() == fused.data_ptr()
+    assert attn.k_proj.weight.data_ptr() == fused[attn.q_proj.weight.shape[0]:].data_ptr()
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        for p in policy.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
+    engine.sync_weights(policy)
+    after = engine.generate(prompts, n=1, sampling=greedy)
+    fresh = HFGenerateEngine(policy, tok, dtype=torch.bfloat16, batch_size=64).generate(prompts, n=1, sampling=greedy)
+    assert engine.decoder.layers[0]["qkv"] is fused  # no rebuild
+    assert torch.equal(after.completion_ids, fresh.completion_ids)
+    assert not torch.equal(after.completion_ids, before.completion_ids)  # the update changed what it generates

@@ -45,7 +45,9 @@ class HFGenerateEngine:
         self.shares_policy = dtype is None or dtype == policy_dtype
         self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype).eval()
         self.eos_ids = eos_token_ids(policy, tokenizer)
-        self.decoder = LlamaDecoder(self.model) if fast_decode and unsupported_reason(self.model) is None else None
+        self.decoder = None
+        if fast_decode and unsupported_reason(self.model) is None:  # a private copy: its weights may be re-laid out
+            self.decoder = LlamaDecoder(self.model, own_weights=not self.shares_policy)
 
     @torch.no_grad()
     def sync_weights(self, policy: torch.nn.Module) -> None:

@@ -6,8 +6,10 @@ run as separate, slow matmuls. This step keeps the same arithmetic (HF's RMSNorm
 SDPA with the key/value heads packed as HF packs them for one query) but
 
 - keeps keys and values in a preallocated cache written in place, one slot per token;
-- runs q/k/v as one matmul and gate/up as one (the fused weights are rebuilt only when the model's weights
-  change: the parameters' version counters say so);
+- runs q/k/v as one matmul and gate/up as one. On a private copy of the weights (the engine's bf16 rollout copy,
+  ``own_weights``) the model's projection weights become views of the fused buffers, so no second copy exists
+  and weight syncs land in them; on shared weights the fused copies are rebuilt when a parameter's version
+  counter says it changed;
 - builds no mask objects: one boolean (rows, slots) mask, extended by a column per token.
 
 Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
@@ -41,7 +43,7 @@ def unsupported_reason(model: torch.nn.Module) -> str | None:
 class LlamaDecoder:
     """One token per row per call, on a static key/value cache of ``rows x slots``."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, own_weights: bool = False):
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"LlamaDecoder cannot run this model: {reason}")
@@ -51,33 +53,45 @@ class LlamaDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scale = self.head_dim ** -0.5
         self.eps = cfg.rms_norm_eps
+        self.own_weights = own_weights
         self._versions: list[int] | None = None
+        self.layers: list[dict] = []
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
 
     # --- weights -----------------------------------------------------------------------------------------
-    def _sources(self) -> list[torch.Tensor]:
-        return [p for p in self.model.parameters()]
-
     def refresh_weights(self) -> None:
-        """Fused q/k/v and gate/up weights, rebuilt only if a parameter changed since the last build."""
-        versions = [p._version for p in self._sources()]
+        """Fused q/k/v and gate/up weights: built once over owned weights, else rebuilt when a parameter changed."""
+        if self.own_weights and self.layers:
+            return  # the model's projections are views of the fused buffers: always current
+        versions = [p._version for p in self.model.parameters()]
         if versions == self._versions:
             return
+        self.layers = []  # free the old fused copies before building new ones
         with torch.no_grad():
-            self.layers = []
             for layer in self.model.model.layers:
                 a, m = layer.self_attn, layer.mlp
-                biases = [p.bias for p in (a.q_proj, a.k_proj, a.v_proj)]
+                qkv_bias = None
+                if a.q_proj.bias is not None:
+                    qkv_bias = self._fuse([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
                 self.layers.append({
-                    "qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-                    "qkv_bias": torch.cat(biases) if biases[0] is not None else None,
+                    "qkv": self._fuse([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), "qkv_bias": qkv_bias,
                     "o": a.o_proj.weight, "o_bias": a.o_proj.bias,
-                    "gate_up": torch.cat([m.gate_proj.weight, m.up_proj.weight]),
+                    "gate_up": self._fuse([m.gate_proj.weight, m.up_proj.weight]),
                     "down": m.down_proj.weight,
                     "norm_in": layer.input_layernorm.weight, "norm_post": layer.post_attention_layernorm.weight,
                 })
         self._versions = versions
+
+    def _fuse(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """The parameters concatenated along dim 0; with owned weights each parameter then views its slice."""
+        fused = torch.cat([p.detach() for p in params])
+        if self.own_weights:
+            start = 0
+            for p in params:
+                p.data = fused[start : start + p.shape[0]]
+                start += p.shape[0]
+        return fused
 
     # --- cache -------------------------------------------------------------------------------------------
     def prefill(self, cache, repeat: int, slots: int) -> None:
