@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers.models.llama.modeling_llama import rotate_half
 
 SUPPORTED = ("llama", "qwen2", "mistral")
 
@@ -52,7 +53,6 @@ class LlamaDecoder:
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scale = self.head_dim ** -0.5
-        self.eps = cfg.rms_norm_eps
         self.own_weights = own_weights
         self._versions: list[int] | None = None
         self.layers: list[dict] = []
@@ -79,7 +79,7 @@ class LlamaDecoder:
                     "o": a.o_proj.weight, "o_bias": a.o_proj.bias,
                     "gate_up": self._fuse([m.gate_proj.weight, m.up_proj.weight]),
                     "down": m.down_proj.weight,
-                    "norm_in": layer.input_layernorm.weight, "norm_post": layer.post_attention_layernorm.weight,
+                    "norm_in": layer.input_layernorm, "norm_post": layer.post_attention_layernorm,  # HF's RMSNorm
                 })
         self._versions = versions
 
@@ -115,11 +115,6 @@ class LlamaDecoder:
         self.k, self.v = [], []
 
     # --- the step ----------------------------------------------------------------------------------------
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        h = x.float()  # as LlamaRMSNorm: statistics in fp32, the product in the model dtype
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * h.to(x.dtype)
-
     @torch.no_grad()
     def step(self, token: torch.Tensor, position: torch.Tensor, slot: int, mask: torch.Tensor) -> torch.Tensor:
         """(R,) tokens at (R, 1) positions, written to cache ``slot``; ``mask`` (R, slot + 1) is True where a row
@@ -131,23 +126,17 @@ class LlamaDecoder:
         cos, sin = cos.view(R, 1, D), sin.view(R, 1, D)
         attn_mask = mask.view(R, 1, 1, -1)
         for i, w in enumerate(self.layers):
-            h = self._norm(x, w["norm_in"])
-            qkv = F.linear(h, w["qkv"], w["qkv_bias"])
+            qkv = F.linear(w["norm_in"](x), w["qkv"], w["qkv_bias"])
             q = qkv[:, : H * D].view(R, H, D)
             k = qkv[:, H * D : (H + KV) * D].view(R, KV, D)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
             self.k[i][:, :, slot] = k
             self.v[i][:, :, slot] = qkv[:, (H + KV) * D :].view(R, KV, D)
             # one query: its H heads as H / KV queries of each key/value head (HF's pack_gqa), no key repeat
             out = F.scaled_dot_product_attention(q.view(R, KV, H // KV, D), self.k[i][:, :, : slot + 1],
                                                  self.v[i][:, :, : slot + 1], attn_mask=attn_mask, scale=self.scale)
             x = x + F.linear(out.reshape(R, H * D), w["o"], w["o_bias"])
-            gate, up = F.linear(self._norm(x, w["norm_post"]), w["gate_up"]).chunk(2, dim=-1)
+            gate, up = F.linear(w["norm_post"](x), w["gate_up"]).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, w["down"])
-        return self.model.lm_head(self._norm(x, model.norm.weight))
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return self.model.lm_head(model.norm(x))
