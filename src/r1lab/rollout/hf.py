@@ -95,9 +95,10 @@ class HFGenerateEngine:
         The decode loop of HF ``generate`` (same positions, masks, cache and sampling), with two savings:
         each prompt is prefilled once and its key/value cache repeated for its n samples, and finished rows
         leave the batch (their cache rows are dropped once a quarter of the batch has finished, so the copy of
-        the cache is paid a few times, not once per finished row). With ``self.decoder`` the keys and values live
-        in its static cache: prompt slots 0..P-1, completion token t in slot P + t, ``slots`` says which a row
-        may attend to.
+        the cache is paid a few times, not once per finished row). Positions are laid out as in the cache: prompt
+        slots 0..P-1, completion token t in slot P + t; ``slots`` (rows, P + max_new_tokens) says which a row may
+        attend to, and its first P + t + 1 columns are the attention mask of step t on either decode path (with
+        ``self.decoder`` the keys and values live in its static cache, otherwise in HF's).
         """
         U, P = ids.shape
         B, device = U * n, ids.device
@@ -110,14 +111,13 @@ class HFGenerateEngine:
         if self.decoder is not None:
             self.decoder.refresh_weights()
             self.decoder.prefill(cache, n, P + sampling.max_new_tokens)
-            slots = torch.zeros(B, P + sampling.max_new_tokens, dtype=torch.bool, device=device)  # (rows, slots)
-            slots[:, :P] = mask.bool().repeat_interleave(n, dim=0)
-            del cache
         else:
             cache.batch_repeat_interleave(n)
         logits = prefill.logits[:, -1].repeat_interleave(n, dim=0)  # (B, V)
-        attn = mask.repeat_interleave(n, dim=0)  # (rows, P + t): the rows still in the batch
-        position = attn.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token
+        # (rows, slots): which positions each row still in the batch attends to
+        slots = torch.zeros(B, P + sampling.max_new_tokens, dtype=torch.bool, device=device)
+        slots[:, :P] = mask.bool().repeat_interleave(n, dim=0)
+        position = slots.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token
         rows = torch.arange(B, device=device)  # batch row -> output row
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per batch row
         for t in range(sampling.max_new_tokens):
@@ -130,20 +130,18 @@ class HFGenerateEngine:
                 break
             if int(done.sum()) * 4 >= len(rows):  # drop finished rows from the batch and the cache
                 keep = (~done).nonzero().squeeze(1)
-                rows, token, attn, position, done = rows[keep], token[keep], attn[keep], position[keep], done[keep]
+                rows, token, slots, position, done = rows[keep], token[keep], slots[keep], position[keep], done[keep]
                 if self.decoder is not None:
                     self.decoder.select_rows(keep)
-                    slots = slots[keep]
                 else:
                     cache.batch_select_indices(keep)
             position = position + 1
+            slots[:, P + t] = True
             if self.decoder is not None:
-                slots[:, P + t] = True
                 logits = self.decoder.step(token, position, P + t, slots[:, : P + t + 1])
-                continue
-            attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
-            logits = self.model(input_ids=token.unsqueeze(1), attention_mask=attn, position_ids=position,
-                                past_key_values=cache, use_cache=True).logits[:, -1]
+            else:
+                logits = self.model(input_ids=token.unsqueeze(1), attention_mask=slots[:, : P + t + 1],
+                                    position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
         if self.decoder is not None:
             self.decoder.release()  # the cache is not held while the policy trains
         return out[:, : t + 1], out_logp[:, : t + 1]  # as wide as the longest completion, like generate()

@@ -13,7 +13,8 @@ SDPA with the key/value heads packed as HF packs them for one query) but
 - builds no mask objects: one boolean (rows, slots) mask, extended by a column per token.
 
 Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
-go through the model's own code. Architectures outside the family fall back to HF's step (``supports``).
+go through the model's own code. Architectures outside the family fall back to HF's step
+(``unsupported_reason`` says why).
 """
 
 from __future__ import annotations
