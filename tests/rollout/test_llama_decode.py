@@ -10,6 +10,7 @@ from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.hf import HFGenerateEngine
 from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
+from r1lab.rollout.packed_linear import packing_applies
 
 
 def _qwen2(vocab: int):
@@ -163,3 +164,27 @@ def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
     assert engine.decoder.layers[0]["qkv"] is fused  # no rebuild
     assert torch.equal(after.completion_ids, fresh.completion_ids)
     assert not torch.equal(after.completion_ids, before.completion_ids)  # the update changed what it generates
+
+
+def test_bf16_packed_step_equals_the_unpacked_step(monkeypatch):
+    # Pre-packed oneDNN weights change how the matmuls read the weights, not what they compute: a bf16 decode with
+    # packing gives the logits of the same decode on plain F.linear, bit for bit.
+    model = tiny_model(tiny_tokenizer(), seed=8).to(torch.bfloat16).eval()
+    if not packing_applies(model.lm_head.weight):
+        pytest.skip("this PyTorch build or CPU has no oneDNN bf16 matmul")
+    _, packed = _decode_against_hf(model)
+    monkeypatch.setattr("r1lab.rollout.packed_linear.packing_applies", lambda weight: False)
+    _, plain = _decode_against_hf(model)
+    for a, b in zip(packed, plain):
+        assert torch.equal(a, b)
+
+
+def test_release_frees_the_packed_weights_and_the_next_refresh_repacks():
+    model = tiny_model(tiny_tokenizer(), seed=9)
+    decoder = LlamaDecoder(model)
+    decoder.refresh_weights()
+    assert len(decoder.linears) == len(model.model.layers) and decoder.head is not None
+    decoder.release()
+    assert decoder.linears == [] and decoder.head is None and decoder.k == []
+    decoder.refresh_weights()
+    assert len(decoder.linears) == len(model.model.layers)

@@ -10,7 +10,8 @@ SDPA with the key/value heads packed as HF packs them for one query) but
   ``own_weights``) the model's projection weights become views of the fused buffers, so no second copy exists
   and weight syncs land in them; on shared weights the fused copies are rebuilt when a parameter's version
   counter says it changed;
-- builds no mask objects: one boolean (rows, slots) mask, extended by a column per token.
+- builds no mask objects: one boolean (rows, slots) mask, extended by a column per token;
+- on CPU in bf16, runs its matmuls on weights pre-packed for oneDNN once per rollout (``PackedLinear``).
 
 Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
 go through the model's own code. Architectures outside the family fall back to HF's step
@@ -22,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import rotate_half
+
+from r1lab.rollout.packed_linear import PackedLinear
 
 SUPPORTED = ("llama", "qwen2", "mistral")
 
@@ -57,17 +60,31 @@ class LlamaDecoder:
         self.own_weights = own_weights
         self._versions: list[int] | None = None
         self.layers: list[dict] = []
+        self.linears: list[dict[str, PackedLinear]] = []
+        self.head: PackedLinear | None = None
+        self.rows_hint = 64  # oneDNN's blocking hint: the engine's usual decode batch
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
 
     # --- weights -----------------------------------------------------------------------------------------
     def refresh_weights(self) -> None:
-        """Fused q/k/v and gate/up weights: built once over owned weights, else rebuilt when a parameter changed."""
-        if self.own_weights and self.layers:
-            return  # the model's projections are views of the fused buffers: always current
-        versions = [p._version for p in self.model.parameters()]
-        if versions == self._versions:
+        """Fused q/k/v and gate/up weights and their pre-packed matmuls (``PackedLinear``), rebuilt when a parameter
+        changed (its version counter moved) or after ``release``. Over owned weights the fusion is done once (the
+        model's projections then view the fused buffers) and only the packing is redone."""
+        changed = [p._version for p in self.model.parameters()] != self._versions
+        if self.linears and not changed:
             return
+        if not self.layers or (changed and not self.own_weights):
+            self._fuse_layers()
+        rows = self.rows_hint
+        self.linears = [{"qkv": PackedLinear(w["qkv"], w["qkv_bias"], rows), "o": PackedLinear(w["o"], w["o_bias"], rows),
+                         "gate_up": PackedLinear(w["gate_up"], None, rows), "down": PackedLinear(w["down"], None, rows)}
+                        for w in self.layers]
+        head = self.model.lm_head
+        self.head = PackedLinear(head.weight, getattr(head, "bias", None), rows)
+        self._versions = [p._version for p in self.model.parameters()]  # after fusing, which may swap p.data
+
+    def _fuse_layers(self) -> None:
         self.layers = []  # free the old fused copies before building new ones
         with torch.no_grad():
             for layer in self.model.model.layers:
@@ -82,7 +99,6 @@ class LlamaDecoder:
                     "down": m.down_proj.weight,
                     "norm_in": layer.input_layernorm, "norm_post": layer.post_attention_layernorm,  # HF's RMSNorm
                 })
-        self._versions = versions
 
     def _fuse(self, params: list[torch.Tensor]) -> torch.Tensor:
         """The parameters concatenated along dim 0; with owned weights each parameter then views its slice."""
@@ -113,7 +129,9 @@ class LlamaDecoder:
         self.v = [v.index_select(0, keep) for v in self.v]
 
     def release(self) -> None:
+        """Frees the cache and the packed weights (the policy trains next; the next rollout re-packs)."""
         self.k, self.v = [], []
+        self.linears, self.head = [], None
 
     # --- the step ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -126,8 +144,8 @@ class LlamaDecoder:
         cos, sin = model.rotary_emb(x, position)  # (R, 1, D) each, HF's own rotary (any rope scaling it supports)
         cos, sin = cos.view(R, 1, D), sin.view(R, 1, D)
         attn_mask = mask.view(R, 1, 1, -1)
-        for i, w in enumerate(self.layers):
-            qkv = F.linear(w["norm_in"](x), w["qkv"], w["qkv_bias"])
+        for i, (w, linear) in enumerate(zip(self.layers, self.linears)):
+            qkv = linear["qkv"](w["norm_in"](x))
             q = qkv[:, : H * D].view(R, H, D)
             k = qkv[:, H * D : (H + KV) * D].view(R, KV, D)
             q = q * cos + rotate_half(q) * sin
@@ -137,7 +155,7 @@ class LlamaDecoder:
             # one query: its H heads as H / KV queries of each key/value head (HF's pack_gqa), no key repeat
             out = F.scaled_dot_product_attention(q.view(R, KV, H // KV, D), self.k[i][:, :, : slot + 1],
                                                  self.v[i][:, :, : slot + 1], attn_mask=attn_mask, scale=self.scale)
-            x = x + F.linear(out.reshape(R, H * D), w["o"], w["o_bias"])
-            gate, up = F.linear(w["norm_post"](x), w["gate_up"]).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w["down"])
-        return self.model.lm_head(model.norm(x))
+            x = x + linear["o"](out.reshape(R, H * D))
+            gate, up = linear["gate_up"](w["norm_post"](x)).chunk(2, dim=-1)
+            x = x + linear["down"](F.silu(gate) * up)
+        return self.head(model.norm(x))
