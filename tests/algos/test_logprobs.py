@@ -241,12 +241,14 @@ def test_single_token_completions_use_only_the_prompt_forward(model, tok):
 
 
 def test_training_attention_eager_for_short_cpu_sequences_and_same_values_and_gradients(tok, batch, monkeypatch):
-    # Short sequences on CPU train with HF's eager attention (faster backward than SDPA's CPU flash kernel); long
-    # ones keep SDPA. Both must give the same log-probs and parameter gradients, and the model's setting is restored.
+    # Short sequences on CPU train with an eager attention (faster backward than SDPA's CPU flash kernel): r1lab's
+    # grouped-query one for the Llama family; long ones keep SDPA. Both must give the same log-probs and parameter
+    # gradients, and the model's setting is restored.
     import r1lab.algos.logprobs as lp
+    from r1lab.algos.gqa_attention import GQA_EAGER
 
     model = tiny_model(tok, seed=6)
-    assert lp.training_attention(model, lp.EAGER_MAX_LENGTH) == "eager"
+    assert lp.training_attention(model, lp.EAGER_MAX_LENGTH) == GQA_EAGER
     assert lp.training_attention(model, lp.EAGER_MAX_LENGTH + 1) == "sdpa"
     prompts, completions = batch
     prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
@@ -265,8 +267,18 @@ def test_training_attention_eager_for_short_cpu_sequences_and_same_values_and_gr
     eager_logp, eager_grads = run()
     monkeypatch.setattr(lp, "EAGER_MAX_LENGTH", 0)
     sdpa_logp, sdpa_grads = run()
-    assert seen == ["eager", "sdpa"] and model.config._attn_implementation == "sdpa"
+    assert seen == [GQA_EAGER, "sdpa"] and model.config._attn_implementation == "sdpa"
     torch.testing.assert_close(eager_logp, sdpa_logp, rtol=0, atol=1e-5)
     assert eager_grads.keys() == sdpa_grads.keys() and len(eager_grads) > 0
     for name in eager_grads:
         torch.testing.assert_close(eager_grads[name], sdpa_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_training_attention_outside_the_llama_family_is_hf_eager():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import r1lab.algos.logprobs as lp
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    gpt2.config._attn_implementation = "sdpa"
+    assert lp.training_attention(gpt2, 10) == "eager"

@@ -7,6 +7,9 @@ from contextlib import contextmanager
 
 import torch
 
+from r1lab.algos.gqa_attention import GQA_EAGER, GQA_EAGER_MODELS
+from r1lab.algos.gqa_attention import register as register_gqa_eager
+
 # Longest prompt + completion trained with eager attention on CPU (see ``training_attention``)
 EAGER_MAX_LENGTH = 256
 
@@ -15,14 +18,20 @@ def training_attention(model: torch.nn.Module, length: int) -> str:
     """The attention implementation a training forward of ``length`` tokens should use.
 
     On CPU, SDPA's flash kernel is fast forward but its backward is not: for GRPO's shapes (16 sequences,
-    ~185 tokens, SmolLM2-135M) the backward took ~6x the forward and a fifth of the whole optimisation, and
-    HF's eager attention (matmuls + an fp32 softmax) made the forward/backward ~15% faster. Eager keeps the
-    (B, heads, L, L) attention weights for backward, so it is used only up to ``EAGER_MAX_LENGTH`` tokens
-    (16 x 9 heads x 256^2 bf16 weights = 19 MB per layer). Elsewhere, and on GPUs, the model's own choice stays.
+    ~185 tokens, SmolLM2-135M) the backward took ~6x the forward and a fifth of the whole optimisation. An eager
+    attention (matmuls + softmax) is faster forward + backward: ``GQA_EAGER`` (algos/gqa_attention.py) for the
+    Llama family, HF's own eager for other models. Eager keeps the (B, heads, L, L) attention weights for backward,
+    so it is used only up to ``EAGER_MAX_LENGTH`` tokens (16 x 9 heads x 256^2 bf16 weights = 19 MB per layer).
+    Elsewhere, and on GPUs, the model's own choice stays.
     """
     current = model.config._attn_implementation
     device = next(model.parameters()).device
-    return "eager" if current == "sdpa" and device.type == "cpu" and length <= EAGER_MAX_LENGTH else current
+    if current != "sdpa" or device.type != "cpu" or length > EAGER_MAX_LENGTH:
+        return current
+    if model.config.model_type in GQA_EAGER_MODELS:
+        register_gqa_eager()
+        return GQA_EAGER
+    return "eager"
 
 
 @contextmanager
