@@ -60,6 +60,31 @@ def test_chunked_logprobs_under_bf16_autocast_upcasts_before_the_softmax():
         assert got[n].item() == pytest.approx(row[ids[n]] - lse, abs=1e-5)
 
 
+@pytest.mark.parametrize("with_entropy", [False, True])
+def test_chunked_logprobs_under_bf16_autocast_gradients_equal_autograd_through_full_bf16_logits(with_entropy):
+    # The bf16 path reuses its tile buffers across 3 tiles (the last partial) and casts the logits' gradient to
+    # bf16 before the two matmuls, as autograd does through ``(h_bf16 @ w_bf16.T).float()``: same values, same
+    # gradients to bf16 rounding, entropy or not.
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(10, 16, generator=g, requires_grad=True)
+    weight = torch.randn(8192, 16, generator=g, requires_grad=True)  # a vocabulary wide enough for summation error
+    ids = torch.randint(0, 8192, (10,), generator=g)
+    upstream = torch.randn(10, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, entropy = chunked_logprobs(hidden, weight, ids, temperature=0.8, with_entropy=with_entropy, chunk=4)
+    (got * upstream).sum().backward()
+    got_h, got_w = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    logits = (hidden.bfloat16() @ weight.bfloat16().T).float() / 0.8
+    want = torch.log_softmax(logits, dim=-1)
+    (want.gather(1, ids[:, None]).squeeze(1) * upstream).sum().backward()
+    torch.testing.assert_close(got, want.gather(1, ids[:, None]).squeeze(1).detach(), rtol=0, atol=1e-5)
+    if with_entropy:
+        torch.testing.assert_close(entropy, -(want.exp() * want).sum(dim=-1).detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_h, hidden.grad, rtol=2e-2, atol=1e-2)
+    torch.testing.assert_close(got_w, weight.grad, rtol=2e-2, atol=1e-2)
+
+
 def test_chunked_logprobs_hand_values():
     # Identity head, so the hidden state is the logit row. [0, ln 3] -> softmax [1/4, 3/4]; uniform over V ->
     # entropy ln V (shift-invariant); very peaked -> entropy ~0.

@@ -53,6 +53,32 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 LOGIT_CHUNK = 1024  # tokens per LM-head tile: 1024 x 49,152 fp32 logits = 200 MB, the largest buffer held
 
 
+class _TileBuffers:
+    """Scratch for the (n, V) tiles of one pass over the LM head, reused by every tile.
+
+    Each fresh multi-hundred-MB tensor costs page faults on CPU (glibc maps and unmaps large blocks): on the
+    reference Xeon allocating and filling one 1024 x 49,152 fp32 tile took ~80 ms against ~15 ms for refilling a
+    kept one, so the tile ops write into these buffers (``out=`` and in-place) instead of allocating per op.
+    """
+
+    def __init__(self, rows: int, vocab: int, compute_dtype: torch.dtype, device: torch.device, extra: bool = False):
+        self.scores = torch.empty(rows, vocab, dtype=torch.float32, device=device)  # fp32 logits / softmax / grads
+        self.work = torch.empty_like(self.scores) if extra else None  # exp(z - max) when the entropy needs z kept
+        # the matmul's own output when it is not fp32 (bf16 under autocast, fp64 in exact tests)
+        self.logits = None if compute_dtype == torch.float32 else torch.empty(rows, vocab, dtype=compute_dtype,
+                                                                              device=device)
+
+    def logits_fp32(self, h: torch.Tensor, w: torch.Tensor, temperature: float) -> torch.Tensor:
+        """(n, V) fp32 view of h w^T / T, the matmul in w's dtype (as the LM head would run under autocast)."""
+        n = h.shape[0]
+        z = self.scores[:n]
+        if self.logits is None:
+            torch.mm(h.to(w.dtype), w.T, out=z)
+        else:
+            z.copy_(torch.mm(h.to(w.dtype), w.T, out=self.logits[:n]))
+        return z.div_(temperature) if temperature != 1.0 else z
+
+
 class _ChunkedLogProbs(torch.autograd.Function):
     """log softmax(h W^T / T)[id] per row, and optionally the entropy, with logits made one tile at a time.
 
@@ -69,13 +95,19 @@ class _ChunkedLogProbs(torch.autograd.Function):
         lse = hidden.new_empty(N, dtype=torch.float32)
         entropy = hidden.new_empty(N, dtype=torch.float32) if with_entropy else None
         w = weight.to(compute_dtype)
+        tiles = _TileBuffers(min(chunk, N), weight.shape[0], compute_dtype, hidden.device, extra=with_entropy)
         for s in range(0, N, chunk):
-            logits = _tile_logits(hidden[s : s + chunk], w, compute_dtype, temperature)  # (n, V) fp32
-            lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
-            logp[s : s + chunk] = logits.gather(1, ids[s : s + chunk, None]).squeeze(1) - lse[s : s + chunk]
-            if with_entropy:  # H = lse - sum_v p_v z_v
-                probs = (logits - lse[s : s + chunk, None]).exp_()
-                entropy[s : s + chunk] = lse[s : s + chunk] - (probs * logits).sum(dim=-1)
+            z = tiles.logits_fp32(hidden[s : s + chunk], w, temperature)  # (n, V) fp32
+            n = z.shape[0]
+            picked = z.gather(1, ids[s : s + chunk, None]).squeeze(1)
+            top = z.amax(dim=-1, keepdim=True)
+            # exp(z - max), in place unless the entropy still needs z
+            e = torch.sub(z, top, out=tiles.work[:n]) if with_entropy else z.sub_(top)
+            total = e.exp_().sum(dim=-1)
+            lse[s : s + n] = top.squeeze(1) + total.log()
+            logp[s : s + n] = picked - lse[s : s + n]
+            if with_entropy:  # H = lse - sum_v p_v z_v, p = e / total (a fp32 bmm here lost ~1e-3: oneDNN)
+                entropy[s : s + n] = lse[s : s + n] - e.mul_(z).sum(dim=-1) / total
         ctx.save_for_backward(hidden, weight, ids, lse)
         ctx.temperature, ctx.chunk, ctx.compute_dtype = temperature, chunk, compute_dtype
         if entropy is None:
@@ -88,26 +120,28 @@ class _ChunkedLogProbs(torch.autograd.Function):
         hidden, weight, ids, lse = ctx.saved_tensors
         T, chunk, dt = ctx.temperature, ctx.chunk, ctx.compute_dtype
         w = weight.to(dt)
+        N, V = hidden.shape[0], weight.shape[0]
+        tiles = _TileBuffers(min(chunk, N), V, dt, hidden.device)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        for s in range(0, hidden.shape[0], chunk):
+        tile_grad_weight = torch.empty_like(w) if grad_weight is not None and dt != torch.float32 else None
+        for s in range(0, N, chunk):
             h = hidden[s : s + chunk].to(dt)
             scale = grad_logp[s : s + chunk, None] / T  # (n, 1)
-            g = _tile_logits(h, w, dt, T).sub_(lse[s : s + chunk, None]).exp_()  # softmax, in place
+            g = tiles.logits_fp32(h, w, T).sub_(lse[s : s + chunk, None]).exp_()  # softmax, in place
             g.mul_(-scale).scatter_add_(1, ids[s : s + chunk, None], scale)  # (onehot - softmax) * scale
-            g = g.to(dt)  # (n, V) gradient w.r.t. the logits
+            if tiles.logits is not None:  # the (n, V) gradient w.r.t. the logits, in the matmul dtype
+                g = tiles.logits[: g.shape[0]].copy_(g)
             if grad_hidden is not None:
-                grad_hidden[s : s + chunk] = (g @ w).to(hidden.dtype)
+                grad_hidden[s : s + chunk] = g @ w
             if grad_weight is not None:
-                grad_weight += (g.T @ h).float()
+                if tile_grad_weight is None:
+                    grad_weight.addmm_(g.T, h)
+                else:
+                    grad_weight.add_(torch.mm(g.T, h, out=tile_grad_weight))
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None, None
-
-
-def _tile_logits(h: torch.Tensor, w: torch.Tensor, compute_dtype: torch.dtype, temperature: float) -> torch.Tensor:
-    logits = (h.to(compute_dtype) @ w.T).float()
-    return logits.div_(temperature) if temperature != 1.0 else logits
 
 
 def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,
