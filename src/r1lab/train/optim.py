@@ -30,9 +30,14 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, beta
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
+    # The fused kernel updates each parameter in one pass with no temporaries: on the reference 2-core Xeon an AdamW
+    # step over SmolLM2-135M took 0.11 s fused against 0.55 s with foreach, whose per-op temporaries are fresh
+    # multi-hundred-MB tensors. Fused AdamW exists for CPU and CUDA; other devices keep foreach.
+    device = (decay + no_decay)[0].device.type if decay or no_decay else "cpu"
+    kernel = {"fused": True} if device in ("cpu", "cuda") else {"foreach": True}
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=betas, foreach=True,
+        lr=lr, betas=betas, **kernel,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, total_steps, warmup_steps, schedule, min_lr_ratio)
