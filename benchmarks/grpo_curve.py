@@ -9,6 +9,7 @@ draws of the same process and agree when their difference is within ~2 combined 
     .venv/bin/python benchmarks/grpo_vs_trl.py --tag _curve --steps 24 --warmup 0 --trl-bf16 on \\
         --set rollout.max_new_tokens=64 --set 'task.params={...}'
     .venv/bin/python benchmarks/grpo_curve.py --tag _curve
+    .venv/bin/python benchmarks/grpo_curve.py --tag _curve2 --trl-tag _curve   # r1lab re-run, TRL's earlier run
 
 Writes benchmarks/results/grpo_curve.{md,png}.
 """
@@ -52,11 +53,16 @@ def compare(r1lab: list[float], trl: list[float]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="_curve", help="the --tag the grpo_vs_trl.py run used")
+    parser.add_argument("--trl-tag", default=None,
+                        help="TRL's side from another run's tag (default: --tag), to re-run only r1lab's side after "
+                             "r1lab's code changed: same prompts, seed and settings, TRL's code unchanged")
     args = parser.parse_args()
+    trl_tag = args.trl_tag or args.tag
     r1lab, raw_r = _rewards(args.tag, "r1lab")
-    trl, raw_t = _rewards(args.tag, "trl")
+    trl, raw_t = _rewards(trl_tag, "trl")
     rows = compare(r1lab, trl)
-    lines = [f"r1lab overrides: {raw_r['config'].get('overrides')}; TRL config: {raw_t['config']}", "",
+    lines = [f"r1lab run: tag {args.tag}, overrides {raw_r['config'].get('overrides')}; TRL run: tag {trl_tag}, "
+             f"config {raw_t['config']}", "",
              "| window | r1lab reward | TRL reward | r1lab - TRL | within 2 SE |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['window']} | {r['r1lab']:.3f} ± {r['r1lab_se']:.3f} | {r['trl']:.3f} ± {r['trl_se']:.3f} "

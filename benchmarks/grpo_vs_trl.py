@@ -70,6 +70,7 @@ def run_r1lab(steps: int, warmup: int, ignore_eos: bool, overrides: list[str]) -
     train_grpo(cfg)
     records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     per_step = [{"seconds": r["time/step_s"], "generate_seconds": r["time/generate_s"],
+                 "optimize_seconds": r.get("time/optimize_s"),
                  "generated_tokens": r["tokens/generated"], "trained_tokens": r["tokens/trained"],
                  "reward": r["reward/mean"]} for r in records if "time/step_s" in r]
     return {"side": "r1lab", "config": {"overrides": overrides}, "steps": per_step}

@@ -146,10 +146,9 @@ class LlamaDecoder:
         attn_mask = mask.view(R, 1, 1, -1)
         for i, (w, linear) in enumerate(zip(self.layers, self.linears)):
             qkv = linear["qkv"](w["norm_in"](x))
-            q = qkv[:, : H * D].view(R, H, D)
-            k = qkv[:, H * D : (H + KV) * D].view(R, KV, D)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            qk = qkv[:, : (H + KV) * D].view(R, H + KV, D)  # queries and keys rotated together: half the ops
+            qk = qk * cos + rotate_half(qk) * sin
+            q, k = qk[:, :H], qk[:, H:]
             self.k[i][:, :, slot] = k
             self.v[i][:, :, slot] = qkv[:, (H + KV) * D :].view(R, KV, D)
             # one query: its H heads as H / KV queries of each key/value head (HF's pack_gqa), no key repeat

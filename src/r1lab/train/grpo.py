@@ -130,7 +130,9 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             loss_mask[batch.truncated] = 0.0
 
         # 4-5. loss and optimizer step(s)
+        t_opt = time.monotonic()
         step_metrics = _optimize(cfg, policy, reference, optimizer, batch, adv, loss_mask)
+        t_opt = time.monotonic() - t_opt
         if step_metrics.pop("skipped"):
             counters["skipped_steps"] += 1
         used_lr = optimizer.param_groups[0]["lr"]  # the rate this step used (get_last_lr after step() is the next one)
@@ -147,6 +149,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
         metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/score_s": t_score,
+                        "time/optimize_s": t_opt,
                         "time/train_total_s": counters["train_seconds"], "lr": used_lr, "counters/skipped_steps": counters["skipped_steps"],
                         "counters/reward_errors": counters["reward_errors"]})
         limit_s = cfg.train.time_limit_minutes * 60
