@@ -1,0 +1,98 @@
+"""Three pieces of a GRPO training step on this CPU, each against the form it replaced.
+
+1. One layer's attention, forward + backward, at GRPO's shapes for SmolLM2-135M (16 sequences, 127 queries over
+   167 keys, 9 query / 3 key-value heads, head dim 64, bf16, a causal + left-padding mask): r1lab's grouped-query
+   eager attention (r1lab.algos.gqa_attention) against transformers' ``eager_attention_forward``.
+2. One AdamW step over SmolLM2-135M's parameters: the fused kernel (r1lab.train.optim) against ``foreach``.
+3. Making one LM-head tile (1,024 x 49,152 fp32): a fresh tensor against refilling a kept buffer (why the
+   LM-head tiles in r1lab.algos.logprobs reuse their buffers).
+
+    .venv/bin/python benchmarks/train_kernels.py [--repeats 5]
+
+Each figure is the median of ``--repeats`` timed calls after one untimed call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
+
+import torch
+
+from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def attention(repeats: int) -> None:
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from r1lab.algos.gqa_attention import gqa_eager_attention
+
+    B, H, KV, L, P, D = 16, 9, 3, 127, 40, 64
+    S = P + L
+    gen = torch.Generator().manual_seed(0)
+    allowed = torch.ones(B, 1, L, S, dtype=torch.bool)
+    allowed[:, :, :, P:] = torch.tril(torch.ones(L, L, dtype=torch.bool))
+    allowed[:4, :, :, :5] = False  # left padding in four rows
+    additive = torch.zeros(B, 1, L, S).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    q0 = torch.randn(B, L, H, D, generator=gen).bfloat16().transpose(1, 2)  # as HF's projections make it
+    k0, v0 = torch.randn(B, KV, S, D, generator=gen).bfloat16(), torch.randn(B, KV, S, D, generator=gen).bfloat16()
+    module = SimpleNamespace(num_key_value_groups=H // KV, training=True)
+
+    def step(fn, mask):
+        q, k, v = (t.detach().requires_grad_() for t in (q0, k0, v0))
+        out, _ = fn(module, q, k, v, mask, scaling=D ** -0.5)
+        out.float().sum().backward()
+
+    hf = median_seconds(lambda: step(eager_attention_forward, additive), repeats)
+    ours = median_seconds(lambda: step(gqa_eager_attention, allowed), repeats)
+    print(f"attention, one layer fwd+bwd: HF eager {hf * 1e3:.1f} ms, r1lab grouped-query {ours * 1e3:.1f} ms "
+          f"({hf / ours:.2f}x)")
+
+
+def adamw(repeats: int) -> None:
+    from r1lab.models.loading import load_model
+
+    model = load_model("smollm2-135m").model
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    results = {}
+    for kernel in ("foreach", "fused"):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.99), **{kernel: True})
+        results[kernel] = median_seconds(optimizer.step, repeats)
+    print(f"AdamW step over {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters: foreach "
+          f"{results['foreach']:.3f} s, fused {results['fused']:.3f} s ({results['foreach'] / results['fused']:.2f}x)")
+
+
+def tile(repeats: int) -> None:
+    source = torch.randn(1024, 49152).bfloat16()
+    kept = torch.empty(1024, 49152)
+    fresh = median_seconds(lambda: source.float(), repeats)
+    reused = median_seconds(lambda: kept.copy_(source), repeats)
+    print(f"one 1024 x 49152 fp32 tile from bf16: fresh tensor {fresh * 1e3:.1f} ms, kept buffer {reused * 1e3:.1f} ms "
+          f"({fresh / reused:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (median reported)")
+    args = parser.parse_args()
+    print(f"machine: {describe_machine()}; {torch.get_num_threads()} threads")
+    attention(args.repeats)
+    tile(args.repeats)
+    adamw(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
