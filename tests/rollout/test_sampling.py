@@ -27,9 +27,12 @@ def test_warp_logits_equals_hf_logits_processors(temperature, top_k, top_p):
         expected = TopKLogitsWarper(top_k)(None, expected)
     if top_p < 1.0:
         expected = TopPLogitsWarper(top_p)(None, expected)
-    got = warp_logits(logits, SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k))
+    sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
+    got = warp_logits(logits, sampling)
     assert torch.equal(torch.isinf(got), torch.isinf(expected))
     torch.testing.assert_close(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
+    overwritten = logits.clone()  # the decode loop's in-place form: the same values, written over its input
+    assert torch.equal(warp_logits(overwritten, sampling, in_place=True), got) and torch.equal(overwritten, got)
 
 
 def test_sample_categorical_frequencies_and_zero_probability_tokens():
@@ -80,3 +83,23 @@ def test_next_tokens_greedy_log_probs_and_banned_ids():
     assert token.tolist() == [2, 2]
     token, logp = next_tokens(logits, SamplingParams(temperature=1.0), banned=torch.tensor([1]))
     assert 1 not in token.tolist() and (logp <= 0).all()
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
+def test_next_tokens_in_a_kept_buffer_draw_the_same_tokens_and_log_probs(temperature, top_p):
+    # The decode loop passes a scratch buffer wider than the batch: the same draws as without it (same RNG
+    # state), log-probs = log softmax of the warped logits at the drawn token, the caller's logits untouched,
+    # and a banned id never drawn.
+    logits = 2 * torch.randn(5, 600, generator=torch.Generator().manual_seed(3))
+    logits_before = logits.clone()
+    sampling = SamplingParams(temperature=temperature, top_p=top_p)
+    banned = torch.tensor([int(logits[0].argmax())])
+    torch.manual_seed(11)
+    plain_token, plain_logp = next_tokens(logits, sampling, banned=banned)
+    torch.manual_seed(11)
+    token, logp = next_tokens(logits, sampling, banned=banned, scratch=torch.empty(8, 600))
+    assert torch.equal(logits, logits_before)
+    assert torch.equal(token, plain_token) and torch.equal(logp, plain_logp)
+    assert banned.item() not in token.tolist()
+    warped = warp_logits(logits.index_fill(1, banned, float("-inf")), sampling)
+    torch.testing.assert_close(logp, torch.log_softmax(warped, dim=-1).gather(1, token[:, None]).squeeze(1))

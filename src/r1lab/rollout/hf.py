@@ -120,8 +120,12 @@ class HFGenerateEngine:
         position = slots.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token
         rows = torch.arange(B, device=device)  # batch row -> output row
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per batch row
+        scratch = None
         for t in range(sampling.max_new_tokens):
-            token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None)  # (rows,)
+            if scratch is None:  # the sampler's (rows, V) fp32 buffer, kept for the whole loop
+                scratch = torch.empty(logits.shape, dtype=torch.float32, device=device)
+            token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None,
+                                      scratch=scratch)  # (rows,)
             live = ~done
             written = rows[live]
             out[written, t], out_logp[written, t] = token[live], logp[live]
