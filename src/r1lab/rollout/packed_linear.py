@@ -1,11 +1,12 @@
 """``F.linear`` with the weight laid out once, ahead of time, in oneDNN's blocked format (CPU, bf16).
 
 A bf16 ``F.linear`` on CPU runs through oneDNN, which reorders the weight into its blocked (AMX/AVX-512) layout on
-every call. In decode the weights are the whole memory traffic of a step (64 rows x 135M parameters), so that
+every call. In decode the weights are most of a step's memory traffic (64 rows x 135M parameters), so that
 reorder is paid per token: packing once per rollout made a SmolLM2-135M decode step's matmuls 1.35-2.17x faster
-on the reference Xeon (benchmarks/decode_kernels.py, two runs), with bit-identical outputs, because the same oneDNN kernel
-computes both. These are the ops torch.compile's CPU backend emits for frozen linears; they are private to PyTorch,
-so ``pack`` returns None (plain ``F.linear``) wherever they are missing or do not apply (GPU, fp32, no bf16 support).
+on the reference Xeon (benchmarks/decode_kernels.py, two runs), with bit-identical outputs, because the same
+oneDNN kernel computes both. These are the ops torch.compile's CPU backend emits for frozen linears; they are
+private to PyTorch, so ``PackedLinear`` falls back to plain ``F.linear`` (``packed`` is None) wherever they are
+missing or do not apply (GPU, fp32, no oneDNN bf16 support).
 """
 
 from __future__ import annotations
