@@ -60,3 +60,13 @@ def test_bf16_matches_hf_eager_to_bf16_rounding():
     theirs, _ = _hf_eager(q, k, v, allowed, 6, 2)
     assert ours.dtype == torch.bfloat16 and torch.isfinite(ours.float()).all()
     torch.testing.assert_close(ours.float(), theirs.float(), rtol=0, atol=2e-2)
+
+
+def test_without_a_mask_the_attention_is_causal():
+    q, k, v, _ = _inputs(6, 2, torch.float32, seed=4)
+    causal = torch.ones(3, 1, 5, 7, dtype=torch.bool)
+    causal[..., :] = torch.ones(5, 7, dtype=torch.bool).tril(2)  # query i (position 2 + i) sees keys 0..2 + i
+    module = SimpleNamespace(training=False, is_causal=True)
+    unmasked, _ = gqa_eager_attention(module, q, k, v, None, scaling=0.3)
+    masked, _ = gqa_eager_attention(module, q, k, v, causal, scaling=0.3)
+    torch.testing.assert_close(unmasked, masked, rtol=0, atol=0)

@@ -34,10 +34,13 @@ def gqa_eager_attention(module: torch.nn.Module, query: torch.Tensor, key: torch
     B, H, L, D = query.shape
     KV, S = key.shape[1], key.shape[2]
     group = H // KV
+    if attention_mask is None and L > 1 and getattr(module, "is_causal", True):  # no mask given: causal, the
+        # queries being the last L of the S positions (the mask builder registered below always gives one)
+        attention_mask = torch.ones(L, S, dtype=torch.bool, device=query.device).tril(S - L).view(1, 1, L, S)
     q = (query * scaling).reshape(B, KV, group * L, D)  # head kv * group + j is row block j of kv's matrix
     scores = torch.matmul(q, key.transpose(2, 3)).view(B, KV, group, L, S)
     if attention_mask is not None:
-        blocked = ~attention_mask[:, :, :, :S].view(B, 1, 1, L, S)
+        blocked = ~attention_mask[:, :, :, :S].unsqueeze(2)  # (B or 1, 1, 1, L, S)
         scores.masked_fill_(blocked, torch.finfo(scores.dtype).min)  # finite: a fully masked row stays uniform
     weights = torch.softmax(scores, dim=-1)
     if dropout and module.training:
