@@ -166,12 +166,18 @@ def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
     assert not torch.equal(after.completion_ids, before.completion_ids)  # the update changed what it generates
 
 
-def test_bf16_packed_step_equals_the_unpacked_step(monkeypatch):
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: the packed q/k/v matmul carries a bias
+def test_bf16_packed_step_equals_the_unpacked_step(monkeypatch, arch):
     # Pre-packed oneDNN weights change how the matmuls read the weights, not what they compute: a bf16 decode with
     # packing gives the logits of the same decode on plain F.linear, bit for bit.
-    model = tiny_model(tiny_tokenizer(), seed=8).to(torch.bfloat16).eval()
+    tok = tiny_tokenizer()
+    model = (tiny_model(tok, seed=8) if arch == "llama" else _qwen2(len(tok))).to(torch.bfloat16).eval()
     if not packing_applies(model.lm_head.weight):
         pytest.skip("this PyTorch build or CPU has no oneDNN bf16 matmul")
+    decoder = LlamaDecoder(model)
+    decoder.refresh_weights()
+    assert decoder.head.packed is not None
+    assert all(linear.packed is not None for layer in decoder.linears for linear in layer.values())
     _, packed = _decode_against_hf(model)
     monkeypatch.setattr("r1lab.rollout.packed_linear.packing_applies", lambda weight: False)
     _, plain = _decode_against_hf(model)
