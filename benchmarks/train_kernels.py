@@ -6,6 +6,9 @@
 2. One AdamW step over SmolLM2-135M's parameters: the fused kernel (r1lab.train.optim) against ``foreach``.
 3. Making one LM-head tile (1,024 x 49,152 fp32): a fresh tensor against refilling a kept buffer (why the
    LM-head tiles in r1lab.algos.logprobs reuse their buffers).
+4. Three micro-batches of 8 sequences x 128 completion tokens through SmolLM2-135M, forward + backward under bf16
+   autocast: each re-casting the weights in its own autocast region, against sharing one cast of them
+   (r1lab.algos.logprobs.shared_weight_casts, as GRPO's optimizer pass does). The gradients must be equal.
 
     .venv/bin/python benchmarks/train_kernels.py [--repeats 5]
 
@@ -84,6 +87,42 @@ def tile(repeats: int) -> None:
           f"({fresh / reused:.2f}x)")
 
 
+def micro_batches(repeats: int) -> None:
+    import contextlib
+
+    from r1lab.algos.logprobs import completion_logprobs, shared_weight_casts
+    from r1lab.models.loading import load_model
+
+    model = load_model("smollm2-135m").model.train()
+    gen = torch.Generator().manual_seed(0)
+    prompt_ids, prompt_mask = torch.randint(100, 40000, (1, 35), generator=gen), torch.ones(1, 35, dtype=torch.long)
+    completions = [torch.randint(100, 40000, (8, 128), generator=gen) for _ in range(3)]
+    mask, prompt_index = torch.ones(8, 128), torch.zeros(8, dtype=torch.long)
+    grads = {}
+
+    def three(shared: bool):
+        model.zero_grad(set_to_none=True)
+        with shared_weight_casts("cpu") if shared else contextlib.nullcontext():
+            for ids in completions:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    logp, _ = completion_logprobs(model, prompt_ids, prompt_mask, ids, mask, with_entropy=True,
+                                                  prompt_index=prompt_index)
+                (logp * mask).sum().backward()
+        grads[shared] = [p.grad.clone() for p in model.parameters()]
+
+    times = {False: [], True: []}
+    three(True)
+    for _ in range(repeats):  # alternated, so a drift of the machine's speed hits both alike
+        for shared in (False, True):
+            t0 = time.perf_counter()
+            three(shared)
+            times[shared].append(time.perf_counter() - t0)
+    same = all(torch.equal(a, b) for a, b in zip(grads[False], grads[True]))
+    per, one = statistics.median(times[False]), statistics.median(times[True])
+    print(f"3 micro-batches of 8 x 128 tokens, fwd+bwd: weights cast per micro-batch {per:.2f} s, cast once "
+          f"{one:.2f} s ({per / one:.2f}x); gradients bit-identical: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (median reported)")
@@ -92,6 +131,7 @@ def main() -> None:
     attention(args.repeats)
     tile(args.repeats)
     adamw(args.repeats)
+    micro_batches(max(3, args.repeats // 2))
 
 
 if __name__ == "__main__":

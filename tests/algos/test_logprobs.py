@@ -307,3 +307,44 @@ def test_training_attention_outside_the_llama_family_is_hf_eager():
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32))
     gpt2.config._attn_implementation = "sdpa"
     assert lp.training_attention(gpt2, 10) == "eager"
+
+
+def test_shared_weight_casts_same_gradients_and_no_stale_copy_after_the_block(tok):
+    # Two micro-batches under bf16 autocast, each in its own autocast region: inside shared_weight_casts they reuse
+    # one bf16 copy of the weights, and the accumulated gradients equal those of separate regions bit for bit.
+    # After the block an in-place weight update (an optimizer step) must reach the next forward: no stale copy.
+    from r1lab.algos.logprobs import shared_weight_casts
+
+    model = tiny_model(tok, seed=12)
+    prompt_ids = torch.tensor([[5, 6, 7]])
+    completion = torch.tensor([[8, 9, 10, 11]] * 2)
+    mask = torch.ones(2, 4)
+
+    def micro_batches():
+        for rows in (slice(0, 1), slice(1, 2)):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logp, _ = completion_logprobs(model, prompt_ids, torch.ones(1, 3), completion[rows], mask[rows],
+                                              prompt_index=torch.zeros(1, dtype=torch.long))
+            logp.sum().backward()
+
+    micro_batches()
+    separate = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    with shared_weight_casts("cpu"):
+        micro_batches()
+    shared = [p.grad.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(separate, shared))
+
+    def logp_now():
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # grad enabled: autocast caches its weight casts
+            return completion_logprobs(model, prompt_ids, torch.ones(1, 3), completion[:1], mask[:1])[0].detach()
+
+    # inside a caller's own outer region, where leaving shared_weight_casts alone would not clear autocast's cache
+    with torch.autocast("cpu", enabled=False):
+        with shared_weight_casts("cpu"):
+            before = logp_now()
+        with torch.no_grad():  # as an optimizer step does, in place, after the block; a projection run by autocast
+            model.model.layers[0].mlp.down_proj.weight.mul_(5.0)
+        with shared_weight_casts("cpu"):
+            after = logp_now()
+    assert not torch.equal(before, after)

@@ -45,6 +45,24 @@ def attention_implementation(model: torch.nn.Module, name: str):
         model.config._attn_implementation = saved
 
 
+@contextmanager
+def shared_weight_casts(device_type: str):
+    """Autocast regions entered inside reuse one low-precision copy of each weight until this block ends.
+
+    Autocast caches its casts of leaf tensors (the fp32 weights) only until the outermost autocast region exits,
+    so with one region per micro-batch every micro-batch re-casts all weights (SmolLM2-135M: 135M values, and the
+    fresh bf16 copies' page faults). This block is an outer region that enables nothing, so the micro-batches'
+    own regions nest inside it and share the casts; backward runs inside it with autocast off. Gradients are
+    unchanged: the casts' backward still accumulates into the fp32 weights. The cache is cleared on exit, so an
+    optimizer step after the block never meets a stale copy.
+    """
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        torch.clear_autocast_cache()
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, L) positions that start at 0 on the first real token, as generate() assigns them for left padding."""
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)

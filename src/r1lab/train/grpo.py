@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from r1lab.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, clipped_policy_loss
-from r1lab.algos.logprobs import completion_logprobs
+from r1lab.algos.logprobs import completion_logprobs, shared_weight_casts
 from r1lab.config import GRPOConfig
 from r1lab.evals.accuracy import evaluate_accuracy
 from r1lab.models.loading import load_model
@@ -237,21 +237,22 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     policy.train()
     for iteration in range(algo.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        for j, idx in enumerate(micro):
-            logp, entropy = forward(policy, idx, with_entropy=iteration == 0)
-            old = old_logps[j] if old_logps is not None else logp.detach()
-            mask = loss_mask[idx]
-            per_token, clipped = clipped_policy_loss(logp, old, adv[idx], algo.clip_low, algo.clip_high)
-            if ref_logps is not None:
-                kl = KL_ESTIMATORS.get(algo.kl_estimator)(logp, ref_logps[j])
-                per_token = per_token + algo.beta * kl
-                sums["kl"] += float((kl.detach() * mask).sum()) / max(num_tokens, 1)
-            loss = aggregate(algo.loss_aggregation, per_token, mask, num_tokens, num_seqs, norm_constant)
-            loss.backward()
-            sums["loss"] += float(loss.detach())
-            sums["clip_frac"] += float((clipped * mask).sum()) / max(num_tokens, 1)
-            if entropy is not None:
-                sums["entropy"] += float((entropy * mask).sum()) / max(float(loss_mask[rows].sum()), 1)
+        with shared_weight_casts(device_type):  # one bf16 copy of the weights for all micro-batches of this pass
+            for j, idx in enumerate(micro):
+                logp, entropy = forward(policy, idx, with_entropy=iteration == 0)
+                old = old_logps[j] if old_logps is not None else logp.detach()
+                mask = loss_mask[idx]
+                per_token, clipped = clipped_policy_loss(logp, old, adv[idx], algo.clip_low, algo.clip_high)
+                if ref_logps is not None:
+                    kl = KL_ESTIMATORS.get(algo.kl_estimator)(logp, ref_logps[j])
+                    per_token = per_token + algo.beta * kl
+                    sums["kl"] += float((kl.detach() * mask).sum()) / max(num_tokens, 1)
+                loss = aggregate(algo.loss_aggregation, per_token, mask, num_tokens, num_seqs, norm_constant)
+                loss.backward()
+                sums["loss"] += float(loss.detach())
+                sums["clip_frac"] += float((clipped * mask).sum()) / max(num_tokens, 1)
+                if entropy is not None:
+                    sums["entropy"] += float((entropy * mask).sum()) / max(float(loss_mask[rows].sum()), 1)
         if not micro:  # every group had identical rewards: nothing to learn from this batch
             break
         grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.train.max_grad_norm or float("inf")))
