@@ -14,21 +14,21 @@ from r1lab.rollout.base import SamplingParams
 
 def warp_logits(logits: torch.Tensor, sampling: SamplingParams, in_place: bool = False) -> torch.Tensor:
     """(B, V) fp32 logits -> the logits sampled from: / temperature, outside top-k and top-p set to -inf
-    (``in_place``: overwriting ``logits``)."""
+    (``in_place``: overwriting ``logits``, as the decode loop does in its kept buffer)."""
+    if not in_place:
+        logits = logits.clone()
     if sampling.temperature != 1.0:
-        logits = logits.div_(sampling.temperature) if in_place else logits / sampling.temperature
+        logits.div_(sampling.temperature)
     if sampling.top_k and sampling.top_k < logits.shape[-1]:
         kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill_(logits < kth, float("-inf")) if in_place else \
-            logits.masked_fill(logits < kth, float("-inf"))
+        logits.masked_fill_(logits < kth, float("-inf"))
     if sampling.top_p < 1.0:
         # Smallest set whose probability reaches top_p: drop the low tail whose cumulative mass is <= 1 - top_p
         # (ascending order, so the most likely token is last and always kept).
         sorted_logits, order = torch.sort(logits, dim=-1)
         tail = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= 1 - sampling.top_p
         tail[:, -1] = False
-        dropped = tail.scatter(1, order, tail)
-        logits = logits.masked_fill_(dropped, float("-inf")) if in_place else logits.masked_fill(dropped, float("-inf"))
+        logits.masked_fill_(tail.scatter(1, order, tail), float("-inf"))
     return logits
 
 
@@ -59,8 +59,8 @@ def next_tokens(logits: torch.Tensor, sampling: SamplingParams, banned: torch.Te
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None, block: int = 256) -> torch.Tensor:
     """One draw per row of (B, V) probabilities (or any non-negative weights: each row is scaled by its own total)
-    by inverting the CDF in two levels: first a block of ``block``
-    tokens (from the cumulative block sums), then the token inside it (from that block's own cumulative sum).
+    by inverting the CDF in two levels: first a block of ``block`` tokens (from the cumulative block sums), then the
+    token inside it (from that block's own cumulative sum).
 
     The categorical distribution torch.multinomial samples, at a fraction of its cost here: multinomial draws an
     exponential variate for every vocabulary entry (64 x 49,152 per token, measured ~0.1 s per decode step on
