@@ -120,10 +120,8 @@ class HFGenerateEngine:
         position = slots.sum(dim=1, keepdim=True) - 1  # (rows, 1) position of the last token
         rows = torch.arange(B, device=device)  # batch row -> output row
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per batch row
-        scratch = None
+        scratch = torch.empty(logits.shape, dtype=torch.float32, device=device)  # the sampler's, for the whole loop
         for t in range(sampling.max_new_tokens):
-            if scratch is None:  # the sampler's (rows, V) fp32 buffer, kept for the whole loop
-                scratch = torch.empty(logits.shape, dtype=torch.float32, device=device)
             token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None,
                                       scratch=scratch)  # (rows,)
             live = ~done
