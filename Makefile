@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup demo test clean
 
 $(STAMP): pyproject.toml
-	# bubblewrap sandboxes generated code (r1lab/sandbox); r1lab never runs it unsandboxed.
-	command -v bwrap >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		$$SUDO apt-get update && $$SUDO apt-get install -y bubblewrap; }
+	# bubblewrap sandboxes generated code (r1lab/sandbox); r1lab never runs it unsandboxed. A C compiler builds
+	# r1lab's decode kernels (r1lab/rollout/native) on first use; without one decoding falls back to PyTorch's ops.
+	{ command -v bwrap && command -v cc; } >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y bubblewrap gcc; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# The CPU build of torch 2.13.0 first, so nothing below pulls a CUDA build.

@@ -7,6 +7,11 @@
 2. Sampling one token per row from (64, 49,152) bf16 logits at temperature 1, with EOS banned (min_new_tokens)
    and without: r1lab's ``next_tokens`` in the decode loop's kept buffer against the fresh-tensor form it
    replaced (fp32 copy, softmax, draw, log of the drawn probability).
+3. One layer's attention at 64 rows (SmolLM2-135M's heads) over 40, 100 and 163 cached tokens: SDPA, as the
+   PyTorch decode step calls it, against r1lab's C kernel (r1lab.rollout.native_kernels), with each one's largest
+   error against an fp64 reference.
+4. A whole bf16 decode step of SmolLM2-135M at 64 rows with 100 cached tokens (LlamaDecoder): the PyTorch step
+   against the step on the C kernels (same packed matmuls), and the largest logit difference between them.
 
     .venv/bin/python benchmarks/decode_kernels.py [--rows 64] [--threads 2]
 """
@@ -62,6 +67,8 @@ def main() -> None:
     print(f"per decode step: F.linear {total_plain * 1e3:.1f} ms, packed {total_packed * 1e3:.1f} ms "
           f"({total_plain / total_packed:.2f}x)")
     sampling_step(args.rows, gen)
+    attention(args.rows, gen)
+    whole_step(args.rows)
 
 
 def _fresh_tensor_sampling(logits: torch.Tensor, banned: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +89,69 @@ def sampling_step(rows: int, gen: torch.Generator) -> None:
         kept = seconds_per_call(lambda: next_tokens(logits, sampling, banned=banned, scratch=scratch))
         print(f"sampling {rows} rows, EOS {'banned' if banned is not None else 'allowed'}: fresh tensors "
               f"{fresh * 1e3:.2f} ms, next_tokens in a kept buffer {kept * 1e3:.2f} ms ({fresh / kept:.2f}x)")
+
+
+def attention(rows: int, gen: torch.Generator) -> None:
+    from r1lab.rollout import native_kernels
+
+    kv_heads, group, dim = 3, 3, 64
+    kernels = native_kernels.load(group, dim)
+    if kernels is None:
+        raise SystemExit(f"no native kernels: {native_kernels.unavailable_reason(group, dim)}")
+    heads = kv_heads * group
+    k = torch.randn(rows, kv_heads, 200, dim, generator=gen).bfloat16()
+    v = torch.randn(rows, kv_heads, 200, dim, generator=gen).bfloat16()
+    q = torch.randn(rows, heads, dim, generator=gen).bfloat16()
+    scratch = torch.empty(rows * heads * 200)
+    for n in (40, 100, 163):
+        mask = torch.ones(rows, 200, dtype=torch.bool)[:, :n]
+        mask[: rows // 8, :4] = False  # left padding in some rows
+        scores = q.double().view(rows, kv_heads, group, dim) @ k[:, :, :n].double().transpose(-1, -2) / dim ** 0.5
+        exact = (scores.masked_fill(~mask.view(rows, 1, 1, n), float("-inf")).softmax(-1)
+                 @ v[:, :, :n].double()).reshape(rows, heads * dim)
+
+        def sdpa():
+            return F.scaled_dot_product_attention(q.view(rows, kv_heads, group, dim), k[:, :, :n], v[:, :, :n],
+                                                  attn_mask=mask.view(rows, 1, 1, n), scale=dim ** -0.5)
+
+        def native():
+            return kernels.attention(q, k, v, mask, dim ** -0.5, scratch)
+
+        err_sdpa = (sdpa().reshape(rows, -1).double() - exact).abs().max().item()
+        err_native = (native().double() - exact).abs().max().item()
+        sdpa_s, native_s = seconds_per_call(sdpa), seconds_per_call(native)
+        print(f"attention, {rows} rows x {n} cached tokens: SDPA {sdpa_s * 1e6:6.0f} us (max error {err_sdpa:.4f}), "
+              f"r1lab kernel {native_s * 1e6:6.0f} us (max error {err_native:.4f}), {sdpa_s / native_s:.2f}x")
+
+
+def whole_step(rows: int, cached: int = 100) -> None:
+    from r1lab.models.loading import load_model
+    from r1lab.rollout.llama_decode import LlamaDecoder
+
+    model = load_model("smollm2-135m").model.to(torch.bfloat16).eval()
+    gen = torch.Generator().manual_seed(1)
+    prompt = torch.randint(100, 40000, (rows, cached), generator=gen)
+    with torch.no_grad():
+        prefill = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+    decoder = LlamaDecoder(model)
+    decoder.refresh_weights()
+    decoder.prefill(prefill.past_key_values, 1, cached + 8)
+    kernels = decoder.kernels
+    if kernels is None:
+        raise SystemExit("the decode step does not run on the native kernels here")
+    token = torch.randint(100, 40000, (rows,), generator=gen)
+    position = torch.full((rows, 1), cached)
+    mask = torch.ones(rows, cached + 1, dtype=torch.bool)
+    results = {}
+    for name, chosen in (("PyTorch step", None), ("C-kernel step", kernels)):
+        decoder.kernels = chosen  # the same decoder, cache and packed weights; only the step's ops differ
+        results[name] = (seconds_per_call(lambda: decoder.step(token, position, cached, mask), min_seconds=2.0),
+                         decoder.step(token, position, cached, mask).float())
+    (torch_s, torch_logits), (native_s, native_logits) = results.values()
+    print(f"SmolLM2-135M bf16 decode step, {rows} rows, {cached} cached tokens: PyTorch step {torch_s * 1e3:.1f} ms, "
+          f"C-kernel step {native_s * 1e3:.1f} ms ({torch_s / native_s:.2f}x); largest logit difference "
+          f"{(torch_logits - native_logits).abs().max().item():.3f} (logits up to "
+          f"{torch_logits.abs().max().item():.1f})")
 
 
 if __name__ == "__main__":

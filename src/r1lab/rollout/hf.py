@@ -32,11 +32,12 @@ class HFGenerateEngine:
     When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` is free; otherwise the
     engine keeps its own copy, refreshed by ``sync_weights`` after each optimizer step. ``fast_decode``: decode
     Llama-family models with ``LlamaDecoder`` (same tokens as HF's step, see tests/rollout); False, or a model
-    outside the family, uses HF's forward for every token.
+    outside the family, uses HF's forward for every token. ``native_kernels``: ``LlamaDecoder``'s step on
+    r1lab's C kernels where they apply (CPU, bf16; see ``rollout.native_kernels``), otherwise on PyTorch's ops.
     """
 
     def __init__(self, policy: torch.nn.Module, tokenizer, dtype: torch.dtype | None = None, batch_size: int = 64,
-                 min_new_tokens: int = 0, fast_decode: bool = True):
+                 min_new_tokens: int = 0, fast_decode: bool = True, native_kernels: bool = True):
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.min_new_tokens = min_new_tokens  # EOS is banned before this many tokens (HF's min_new_tokens)
@@ -47,7 +48,8 @@ class HFGenerateEngine:
         self.eos_ids = eos_token_ids(policy, tokenizer)
         self.decoder = None
         if fast_decode and unsupported_reason(self.model) is None:  # a private copy: its weights may be re-laid out
-            self.decoder = LlamaDecoder(self.model, own_weights=not self.shares_policy)
+            self.decoder = LlamaDecoder(self.model, own_weights=not self.shares_policy,
+                                        native_kernels=native_kernels)
 
     @torch.no_grad()
     def sync_weights(self, policy: torch.nn.Module) -> None:

@@ -11,7 +11,10 @@ SDPA with the key/value heads packed as HF packs them for one query) but
   and weight syncs land in them; on shared weights the fused copies are rebuilt when a parameter's version
   counter says it changed;
 - builds no mask objects: one boolean (rows, slots) mask, extended by a column per token;
-- on CPU in bf16, runs its matmuls on weights pre-packed for oneDNN once per rollout (``PackedLinear``).
+- on CPU in bf16, runs its matmuls on weights pre-packed for oneDNN once per rollout (``PackedLinear``) and the
+  rest (attention, residual add + RMSNorm, rotary + cache write, SiLU gate) on r1lab's C kernels
+  (``native_kernels``): the same arithmetic and bf16 roundings, far fewer ops. Elsewhere, or without a C
+  compiler, the step is PyTorch's ops.
 
 Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
 go through the model's own code. Architectures outside the family fall back to HF's step
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import rotate_half
 
+from r1lab.rollout import native_kernels
 from r1lab.rollout.packed_linear import PackedLinear
 
 SUPPORTED = ("llama", "qwen2", "mistral")
@@ -48,7 +52,7 @@ def unsupported_reason(model: torch.nn.Module) -> str | None:
 class LlamaDecoder:
     """One token per row per call, on a static key/value cache of ``rows x slots``."""
 
-    def __init__(self, model: torch.nn.Module, own_weights: bool = False):
+    def __init__(self, model: torch.nn.Module, own_weights: bool = False, native_kernels: bool = True):
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(f"LlamaDecoder cannot run this model: {reason}")
@@ -58,6 +62,9 @@ class LlamaDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scale = self.head_dim ** -0.5
         self.own_weights = own_weights
+        self.native_kernels = native_kernels  # the C kernels where they apply (CPU bf16), else PyTorch's ops
+        self.kernels: native_kernels.DecodeKernels | None = None  # set by prefill when they apply
+        self.scores: torch.Tensor | None = None  # the attention kernel's fp32 scratch
         self._versions: list[int] | None = None
         self.layers: list[dict] = []
         self.linears: list[dict[str, PackedLinear]] = []
@@ -122,6 +129,8 @@ class LlamaDecoder:
             k[:, :, :P], v[:, :, :P] = keys, values
             self.k.append(k)
             self.v.append(v)
+        self.kernels = self._native_kernels()
+        self.scores = torch.empty(self.k[0].shape[0] * self.n_heads * slots) if self.kernels is not None else None
 
     def select_rows(self, keep: torch.Tensor) -> None:
         """Keeps only the cache rows ``keep`` (finished rows leave the batch)."""
@@ -130,18 +139,31 @@ class LlamaDecoder:
 
     def release(self) -> None:
         """Frees the cache and the packed weights (the policy trains next; the next rollout re-packs)."""
-        self.k, self.v = [], []
+        self.k, self.v, self.kernels, self.scores = [], [], None, None
         self.linears, self.head = [], None
 
     # --- the step ----------------------------------------------------------------------------------------
+    def _native_kernels(self) -> native_kernels.DecodeKernels | None:
+        """r1lab's C kernels for this model's head shape when the step can run on them (a CPU bf16 cache and model,
+        HF's RMSNorm with its epsilon, a head shape the attention kernel takes), else None: PyTorch's step."""
+        norms = [m for w in self.layers for m in (w["norm_in"], w["norm_post"])] + [self.model.model.norm]
+        applies = (self.native_kernels and bool(self.k) and self.k[0].device.type == "cpu"
+                   and self.k[0].dtype == torch.bfloat16
+                   and native_kernels.attention_applies(self.n_heads, self.n_kv, self.head_dim)
+                   and all(getattr(m, "variance_epsilon", None) is not None and m.weight.dtype == torch.bfloat16
+                           for m in norms))
+        return native_kernels.load(self.n_heads // self.n_kv, self.head_dim) if applies else None
+
     @torch.no_grad()
     def step(self, token: torch.Tensor, position: torch.Tensor, slot: int, mask: torch.Tensor) -> torch.Tensor:
         """(R,) tokens at (R, 1) positions, written to cache ``slot``; ``mask`` (R, slot + 1) is True where a row
         may attend. Returns the (R, V) logits of the next token."""
         model, R = self.model.model, token.shape[0]
-        H, KV, D = self.n_heads, self.n_kv, self.head_dim
         x = model.embed_tokens.weight[token]  # (R, hidden)
         cos, sin = model.rotary_emb(x, position)  # (R, 1, D) each, HF's own rotary (any rope scaling it supports)
+        if self.kernels is not None:
+            return self._native_step(x, cos, sin, slot, mask)
+        H, KV, D = self.n_heads, self.n_kv, self.head_dim
         cos, sin = cos.view(R, 1, D), sin.view(R, 1, D)
         attn_mask = mask.view(R, 1, 1, -1)
         for i, (w, linear) in enumerate(zip(self.layers, self.linears)):
@@ -158,3 +180,20 @@ class LlamaDecoder:
             gate, up = linear["gate_up"](w["norm_post"](x)).chunk(2, dim=-1)
             x = x + linear["down"](F.silu(gate) * up)
         return self.head(model.norm(x))
+
+    def _native_step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, slot: int,
+                     mask: torch.Tensor) -> torch.Tensor:
+        """The same step on r1lab's C kernels (``native_kernels``): each residual add is fused into the RMSNorm
+        after it, rotary embedding into the cache write, SiLU into the gated product; the matmuls are unchanged."""
+        R, D, ops = x.shape[0], self.head_dim, self.kernels
+        cos, sin = cos.reshape(R, D), sin.reshape(R, D)
+        norms = [w["norm_in"] for w in self.layers[1:]] + [self.model.model.norm]  # the norm after each layer
+        first = self.layers[0]["norm_in"]
+        h = ops.add_rms_norm(x, None, first.weight, first.variance_epsilon)  # x: the residual stream, updated in place
+        for i, (w, linear, next_norm) in enumerate(zip(self.layers, self.linears, norms)):
+            q = ops.rotary_to_cache(linear["qkv"](h), cos, sin, self.k[i], self.v[i], slot, self.n_heads)
+            out = ops.attention(q, self.k[i], self.v[i], mask, self.scale, self.scores)
+            h = ops.add_rms_norm(x, linear["o"](out), w["norm_post"].weight, w["norm_post"].variance_epsilon)
+            delta = linear["down"](ops.swiglu(linear["gate_up"](h)))
+            h = ops.add_rms_norm(x, delta, next_norm.weight, next_norm.variance_epsilon)
+        return self.head(h)

@@ -57,7 +57,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     if cfg.algo.beta > 0:  # beta = 0: no reference model at all (memory and one forward pass saved)
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
     engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size,
-                              min_new_tokens=cfg.rollout.min_new_tokens, fast_decode=cfg.rollout.fast_decode)
+                              min_new_tokens=cfg.rollout.min_new_tokens, fast_decode=cfg.rollout.fast_decode,
+                              native_kernels=cfg.rollout.native_kernels)
     task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
                      cfg.task.eval_path)
     ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
