@@ -65,10 +65,10 @@ def _param_count(model) -> int:
 def run_r1lab(steps: int, warmup: int, ignore_eos: bool, overrides: list[str]) -> dict:
     from r1lab.train.grpo import train_grpo
 
-    out = Path(tempfile.mkdtemp(prefix="r1lab-bench-"))
-    cfg = _grpo_config(str(out / "run"), warmup + steps, ignore_eos, overrides)
-    train_grpo(cfg)
-    records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    with tempfile.TemporaryDirectory(prefix="r1lab-bench-") as out:  # the run folder (checkpoints: GBs) goes after
+        cfg = _grpo_config(str(Path(out) / "run"), warmup + steps, ignore_eos, overrides)
+        train_grpo(cfg)
+        records = [json.loads(line) for line in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
     per_step = [{"seconds": r["time/step_s"], "generate_seconds": r["time/generate_s"],
                  "optimize_seconds": r.get("time/optimize_s"),
                  "generated_tokens": r["tokens/generated"], "trained_tokens": r["tokens/trained"],
@@ -126,8 +126,9 @@ def run_trl(steps: int, warmup: int, ignore_eos: bool, bf16: bool, extra: dict, 
                 print(f"TRL step {len(log)}: {log[-1]}", flush=True)
                 partial.write_text(json.dumps({"side": "trl", "partial": True, "steps": log}))  # a cut run leaves data
 
+    scratch = tempfile.TemporaryDirectory(prefix="trl-bench-")  # removed when this child process exits
     args = TRLConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl-bench-"), use_cpu=True, bf16=bf16, seed=SEED,
+        output_dir=scratch.name, use_cpu=True, bf16=bf16, seed=SEED,
         per_device_train_batch_size=MICRO, gradient_accumulation_steps=per_step // MICRO,
         num_generations=cfg.rollout.group_size, max_completion_length=max_new, temperature=cfg.rollout.temperature,
         top_p=cfg.rollout.top_p, beta=cfg.algo.beta, learning_rate=cfg.train.lr, lr_scheduler_type="constant",
