@@ -83,6 +83,14 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        shutil.rmtree(staging, ignore_errors=True)
+        previous = list_checkpoints(root)
+        free_mb = shutil.disk_usage(root).free / 2**20
+        raise OSError(f"could not write checkpoint step_{step} in {root} ({free_mb:,.0f} MB free on that disk): "
+                      f"{err}. The last complete checkpoint "
+                      f"({previous[-1].name if previous else 'none yet'}) is intact: free disk space, or point "
+                      f"log.output_dir elsewhere, then rerun with --resume") from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
