@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
 
+from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.models.loading import prepare_tokenizer
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout import native_kernels
@@ -158,14 +159,12 @@ def _decode(model, native: bool, steps: int = 6):
     enc = tok(["12+3=", "a longer prompt: 40+2="], return_tensors="pt", padding=True, padding_side="left")
     ids, mask = enc.input_ids, enc.attention_mask
     P = ids.shape[1]
-    from r1lab.algos.logprobs import position_ids_from_mask
-
     with torch.no_grad():
         prefill = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
         decoder = LlamaDecoder(model, native_kernels=native)
         decoder.refresh_weights()
         decoder.prefill(prefill.past_key_values, 1, P + steps)
-        on_kernels = decoder.scores is not None  # which step runs
+        on_kernels = decoder.kernels is not None  # which step runs
         slots = torch.zeros(2, P + steps, dtype=torch.bool)
         slots[:, :P] = mask.bool()
         position = mask.sum(dim=1, keepdim=True) - 1

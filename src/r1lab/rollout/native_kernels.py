@@ -1,8 +1,8 @@
 """Decode kernels r1lab compiles itself: C sources in ``rollout/native/``, built once per machine and source
 version with the system C compiler and loaded with ctypes.
 
-Only what PyTorch has no fast form for lives here (the source's header gives the measurements that say why): a bf16
-decode step's attention and the elementwise work between its matmuls. The caller (``LlamaDecoder``) checks that
+Only what PyTorch has no fast form for lives here (the source's header says why; benchmarks/decode_kernels.py
+measures it): a bf16 decode step's attention and the elementwise work between its matmuls. The caller (``LlamaDecoder``) checks that
 they apply (CPU, bf16, ``attention_applies``) and otherwise runs its PyTorch step, as it does when no C compiler
 is installed or when ``R1LAB_NATIVE_KERNELS=0``; ``unavailable_reason()`` says which.
 
@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).parent / "native" / "decode_kernels.c"
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
+LIBS = ["-lm"]  # after the source, where the linker looks for what it needs
 _P, _I64, _F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _reason: str | None = None
 
@@ -47,8 +48,8 @@ def _build(compiler: str, flags: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: concurrent runs are safe
         built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(built)], capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(built), *LIBS], capture_output=True,
+                                text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed to build {SOURCE.name} (exit status {result.returncode}) "
                                f"{result.stderr.strip()[-2000:]}")
@@ -75,7 +76,7 @@ def _library(group: int, head_dim: int) -> ctypes.CDLL:
     from r1lab.models.loading import cache_root
 
     flags = FLAGS + ([f"-DGROUP={group}", f"-DHEAD_DIM={head_dim}"] if group and head_dim else [])
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), compiler.encode(),
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags + LIBS).encode(), compiler.encode(),
                                      _cpu_identity().encode()])).hexdigest()[:16]
     target = cache_root() / "kernels" / key / "libr1lab_decode.so"
     try:
