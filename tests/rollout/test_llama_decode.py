@@ -28,39 +28,11 @@ def _qwen2(vocab: int):
     return model
 
 
-def _decode_against_hf(model, steps: int = 5):
-    """Feeds the same tokens through HF's cached forward and through LlamaDecoder; returns both logits lists."""
-    tok = tiny_tokenizer()
-    enc = tok(["12+3=", "a longer prompt: 40+2="], return_tensors="pt", padding=True, padding_side="left")
-    ids, mask = enc.input_ids, enc.attention_mask
-    P = ids.shape[1]
-    with torch.no_grad():
-        prefill = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
-        hf_cache = prefill.past_key_values
-        decoder = LlamaDecoder(model)
-        decoder.refresh_weights()
-        decoder.prefill(hf_cache, 1, P + steps)
-        slots = torch.zeros(2, P + steps, dtype=torch.bool)
-        slots[:, :P] = mask.bool()
-        attn, position = mask.clone(), mask.sum(dim=1, keepdim=True) - 1
-        hf_logits, ours = [], []
-        token = prefill.logits[:, -1].argmax(dim=-1)
-        for t in range(steps):
-            attn = torch.cat([attn, attn.new_ones(2, 1)], dim=1)
-            position = position + 1
-            slots[:, P + t] = True
-            ours.append(decoder.step(token, position, P + t, slots[:, : P + t + 1]))
-            hf_logits.append(model(input_ids=token[:, None], attention_mask=attn, position_ids=position,
-                                   past_key_values=hf_cache, use_cache=True).logits[:, -1])
-            token = hf_logits[-1].argmax(dim=-1)
-    return hf_logits, ours
-
-
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_step_logits_equal_hf_forward(arch):
+def test_step_logits_equal_hf_forward(arch, decode_two_prompts):
     tok = tiny_tokenizer()
     model = tiny_model(tok, seed=2).eval() if arch == "llama" else _qwen2(len(tok))
-    hf_logits, ours = _decode_against_hf(model)
+    hf_logits, ours, _ = decode_two_prompts(model)
     for expected, got in zip(hf_logits, ours):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
@@ -167,7 +139,7 @@ def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: the packed q/k/v matmul carries a bias
-def test_bf16_packed_step_equals_the_unpacked_step(monkeypatch, arch):
+def test_bf16_packed_step_equals_the_unpacked_step(monkeypatch, arch, decode_two_prompts):
     # Pre-packed oneDNN weights change how the matmuls read the weights, not what they compute: a bf16 decode with
     # packing gives the logits of the same decode on plain F.linear, bit for bit.
     tok = tiny_tokenizer()
@@ -178,9 +150,9 @@ def test_bf16_packed_step_equals_the_unpacked_step(monkeypatch, arch):
     decoder.refresh_weights()
     assert decoder.head.packed is not None
     assert all(linear.packed is not None for layer in decoder.linears for linear in layer.values())
-    _, packed = _decode_against_hf(model)
+    _, packed, _ = decode_two_prompts(model)
     monkeypatch.setattr("r1lab.rollout.packed_linear.packing_applies", lambda weight: False)
-    _, plain = _decode_against_hf(model)
+    _, plain, _ = decode_two_prompts(model)
     for a, b in zip(packed, plain):
         assert torch.equal(a, b)
 

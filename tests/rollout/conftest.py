@@ -1,0 +1,45 @@
+"""Fixtures shared by the rollout tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from r1lab.algos.logprobs import position_ids_from_mask
+from r1lab.models.tiny import tiny_tokenizer
+from r1lab.rollout.llama_decode import LlamaDecoder
+
+
+def _decode_two_prompts(model, steps: int = 5, native_kernels: bool = True):
+    """Feeds the same tokens through HF's cached forward and through a LlamaDecoder (two left-padded prompts of
+    different lengths; each next token is HF's argmax). Returns HF's logits, the decoder's, and the decoder."""
+    tok = tiny_tokenizer()
+    enc = tok(["12+3=", "a longer prompt: 40+2="], return_tensors="pt", padding=True, padding_side="left")
+    ids, mask = enc.input_ids, enc.attention_mask
+    P = ids.shape[1]
+    with torch.no_grad():
+        prefill = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
+        hf_cache = prefill.past_key_values
+        decoder = LlamaDecoder(model, native_kernels=native_kernels)
+        decoder.refresh_weights()
+        decoder.prefill(hf_cache, 1, P + steps)
+        slots = torch.zeros(2, P + steps, dtype=torch.bool)
+        slots[:, :P] = mask.bool()
+        attn, position = mask.clone(), mask.sum(dim=1, keepdim=True) - 1
+        hf_logits, ours = [], []
+        token = prefill.logits[:, -1].argmax(dim=-1)
+        for t in range(steps):
+            attn = torch.cat([attn, attn.new_ones(2, 1)], dim=1)
+            position = position + 1
+            slots[:, P + t] = True
+            ours.append(decoder.step(token, position, P + t, slots[:, : P + t + 1]))
+            hf_logits.append(model(input_ids=token[:, None], attention_mask=attn, position_ids=position,
+                                   past_key_values=hf_cache, use_cache=True).logits[:, -1])
+            token = hf_logits[-1].argmax(dim=-1)
+    return hf_logits, ours, decoder
+
+
+@pytest.fixture
+def decode_two_prompts():
+    """``_decode_two_prompts`` (model, steps=5, native_kernels=True) -> (HF logits, decoder logits, decoder)."""
+    return _decode_two_prompts
