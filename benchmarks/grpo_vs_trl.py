@@ -188,6 +188,7 @@ def child(args) -> None:
     raw["wall_seconds"], raw["warmup"] = time.monotonic() - t0, args.warmup
     raw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raw["threads"] = torch.get_num_threads()
+    raw["machine"] = describe_machine()
     Path(args.json).write_text(json.dumps(raw, indent=2))
 
 
@@ -244,13 +245,16 @@ def main() -> None:
         subprocess.run(cmd, check=True)
 
     N = n_params()
-    summary = {}
+    summary, machines = {}, {}
     for side in ("r1lab", "trl"):
         path = result_path(side + args.tag, args.ignore_eos)
         if not path.is_file():
             sys.exit(f"{path} missing: run the {side} side first (--only {side})")
         raw = json.loads(path.read_text())
         summary[side] = summarise(raw, args.warmup if raw.get("warmup") is None else raw["warmup"], N)
+        machines[side] = raw.get("machine", "not recorded (a results file from before machines were recorded)")
+    if machines["r1lab"] != machines["trl"]:  # a side read back from an earlier run may come from another machine
+        print("\n" + "\n".join(f"{side} ran on: {machine}" for side, machine in machines.items()))
     print(f"\n{describe_machine()}; transformers {metadata.version('transformers')}, trl "
           f"{metadata.version('trl')}; N = {N / 1e6:.1f}M parameters; "
           f"{'EOS ignored (128 tokens each)' if args.ignore_eos else 'EOS allowed'}")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
+from r1lab.models.kv_cache import cache_argument_name, output_cache
 from r1lab.models.tiny import tiny_tokenizer
 from r1lab.rollout.llama_decode import LlamaDecoder
 
@@ -19,7 +20,7 @@ def _decode_two_prompts(model, steps: int = 5, native_kernels: bool = True):
     P = ids.shape[1]
     with torch.no_grad():
         prefill = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
-        hf_cache = prefill.past_key_values
+        hf_cache = output_cache(prefill)
         decoder = LlamaDecoder(model, native_kernels=native_kernels)
         decoder.refresh_weights()
         decoder.prefill(hf_cache, 1, P + steps)
@@ -34,7 +35,7 @@ def _decode_two_prompts(model, steps: int = 5, native_kernels: bool = True):
             slots[:, P + t] = True
             ours.append(decoder.step(token, position, P + t, slots[:, : P + t + 1]))
             hf_logits.append(model(input_ids=token[:, None], attention_mask=attn, position_ids=position,
-                                   past_key_values=hf_cache, use_cache=True).logits[:, -1])
+                                   use_cache=True, **{cache_argument_name(model): hf_cache}).logits[:, -1])
             token = hf_logits[-1].argmax(dim=-1)
     return hf_logits, ours, decoder
 

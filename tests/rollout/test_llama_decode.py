@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
+from r1lab.models.kv_cache import output_cache
 from r1lab.models.loading import prepare_tokenizer
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout.base import SamplingParams
@@ -67,13 +68,13 @@ def test_rows_leaving_the_cache_keep_their_logits():
                         position_ids=position_ids_from_mask(enc.attention_mask), use_cache=True)
         decoder = LlamaDecoder(model)
         decoder.refresh_weights()
-        decoder.prefill(prefill.past_key_values, 1, P + 1)
+        decoder.prefill(output_cache(prefill), 1, P + 1)
         slots = torch.ones(3, P + 1, dtype=torch.bool)
         slots[:, :P] = enc.attention_mask.bool()
         position = enc.attention_mask.sum(dim=1, keepdim=True)
         token = torch.tensor([5, 6, 7])
         full = decoder.step(token, position, P, slots)
-        decoder.prefill(prefill.past_key_values, 1, P + 1)
+        decoder.prefill(output_cache(prefill), 1, P + 1)
         keep = torch.tensor([0, 2])
         decoder.select_rows(keep)
         part = decoder.step(token[keep], position[keep], P, slots[keep])

@@ -9,6 +9,7 @@ import torch
 
 from r1lab.algos.gqa_attention import GQA_EAGER, GQA_EAGER_MODELS
 from r1lab.algos.gqa_attention import register as register_gqa_eager
+from r1lab.models.kv_cache import cache_argument_name, output_cache
 
 # Longest prompt + completion trained with eager attention on CPU (see ``training_attention``)
 EAGER_MAX_LENGTH = 256
@@ -225,7 +226,7 @@ def _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index) -
     # 1. prompts once: keys/values of every layer, and the hidden state at the last prompt position (predicts token 0)
     prompt_out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
                           use_cache=True)
-    cache = prompt_out.past_key_values
+    cache = output_cache(prompt_out)
     cache.batch_select_indices(prompt_index)  # (U, ...) -> (B, ...), differentiable indexing
     hidden = prompt_out.last_hidden_state[prompt_index, -1:]  # (B, 1, H)
     # 2. completions on top of the shared cache: input token t predicts completion token t + 1
@@ -233,8 +234,8 @@ def _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index) -
         full_mask = torch.cat([prompt_mask[prompt_index], mask.long()], dim=1)  # (B, P + C')
         P = prompt_ids.shape[1]
         completion_out = backbone(input_ids=ids[:, :-1], attention_mask=full_mask[:, :-1],
-                                  position_ids=position_ids_from_mask(full_mask)[:, P:-1], past_key_values=cache,
-                                  use_cache=True)
+                                  position_ids=position_ids_from_mask(full_mask)[:, P:-1], use_cache=True,
+                                  **{cache_argument_name(backbone): cache})
         hidden = torch.cat([hidden, completion_out.last_hidden_state], dim=1)  # (B, C', H)
     return hidden
 

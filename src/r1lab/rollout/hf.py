@@ -9,6 +9,7 @@ import copy
 import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
+from r1lab.models.kv_cache import cache_argument_name, output_cache
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
 from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
 from r1lab.rollout.sampling import next_tokens
@@ -109,7 +110,7 @@ class HFGenerateEngine:
         out_logp = torch.zeros(B, sampling.max_new_tokens, device=device)
         prefill = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                              use_cache=True, logits_to_keep=1)
-        cache = prefill.past_key_values
+        cache = output_cache(prefill)
         if self.decoder is not None:
             self.decoder.refresh_weights()
             self.decoder.prefill(cache, n, P + sampling.max_new_tokens)
@@ -123,6 +124,7 @@ class HFGenerateEngine:
         rows = torch.arange(B, device=device)  # batch row -> output row
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per batch row
         scratch = torch.empty(logits.shape, dtype=torch.float32, device=device)  # the sampler's, for the whole loop
+        cache_name = cache_argument_name(self.model)  # HF's step only: `cache` or `past_key_values`
         for t in range(sampling.max_new_tokens):
             token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None,
                                       scratch=scratch)  # (rows,)
@@ -145,7 +147,7 @@ class HFGenerateEngine:
                 logits = self.decoder.step(token, position, P + t, slots[:, : P + t + 1])
             else:
                 logits = self.model(input_ids=token.unsqueeze(1), attention_mask=slots[:, : P + t + 1],
-                                    position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+                                    position_ids=position, use_cache=True, **{cache_name: cache}).logits[:, -1]
         if self.decoder is not None:
             self.decoder.release()  # the cache is not held while the policy trains
         return out[:, : t + 1], out_logp[:, : t + 1]  # as wide as the longest completion, like generate()
