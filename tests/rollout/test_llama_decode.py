@@ -12,6 +12,7 @@ from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.hf import HFGenerateEngine
 from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
 from r1lab.rollout.packed_linear import packing_applies
+from r1lab.train.optim import build_optimizer
 
 
 def _qwen2(vocab: int):
@@ -137,6 +138,32 @@ def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
     assert engine.decoder.layers[0]["qkv"] is fused  # no rebuild
     assert torch.equal(after.completion_ids, fresh.completion_ids)
     assert not torch.equal(after.completion_ids, before.completion_ids)  # the update changed what it generates
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["shared-fp32", "owned-bf16"])
+def test_a_synced_engine_decodes_with_the_weights_of_a_fused_adamw_step(dtype):
+    # Fused AdamW (r1lab's optimizer) updates parameters without moving their version counters: an engine sharing
+    # the fp32 policy kept decoding with its fused copies of the old weights until sync_weights told it.
+    tok = tiny_tokenizer()
+    prepare_tokenizer(tok)
+    policy = tiny_model(tok, seed=7)
+    policy.generation_config.eos_token_id = tok.eos_token_id
+    engine = HFGenerateEngine(policy, tok, dtype=dtype, batch_size=64)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    prompts = ["1+1=", "a longer one: 40+2="]
+    before = engine.generate(prompts, n=1, sampling=greedy)
+    optimizer = build_optimizer(policy, 0.5, 0.0, (0.9, 0.999), 10, 0, "constant", 0.0)[0]
+    versions = [p._version for p in policy.parameters()]
+    for p in policy.parameters():
+        p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()))
+    optimizer.step()
+    if optimizer.defaults.get("fused"):
+        assert [p._version for p in policy.parameters()] == versions  # the counters did not move
+    engine.sync_weights(policy)
+    after = engine.generate(prompts, n=1, sampling=greedy)
+    fresh = HFGenerateEngine(policy, tok, dtype=dtype, batch_size=64).generate(prompts, n=1, sampling=greedy)
+    assert torch.equal(after.completion_ids, fresh.completion_ids)
+    assert not torch.equal(after.completion_ids, before.completion_ids)  # the step changed what it generates
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: the packed q/k/v matmul carries a bias

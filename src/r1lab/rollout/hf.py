@@ -30,8 +30,9 @@ def eos_token_ids(model, tokenizer) -> list[int]:
 class HFGenerateEngine:
     """Generates in ``dtype`` (e.g. bf16 rollouts from fp32 training weights).
 
-    When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` is free; otherwise the
-    engine keeps its own copy, refreshed by ``sync_weights`` after each optimizer step. ``fast_decode``: decode
+    When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` copies nothing; otherwise
+    the engine keeps its own copy, refreshed by ``sync_weights``. Call it after every change to the policy's
+    weights (each optimizer step, a checkpoint load) in both cases: the decoder's fused copies follow it. ``fast_decode``: decode
     Llama-family models with ``LlamaDecoder`` (same tokens as HF's step, see tests/rollout); False, or a model
     outside the family, uses HF's forward for every token. ``native_kernels``: ``LlamaDecoder``'s step on
     r1lab's C kernels where they apply (CPU, bf16; see ``rollout.native_kernels``), otherwise on PyTorch's ops.
@@ -54,10 +55,14 @@ class HFGenerateEngine:
 
     @torch.no_grad()
     def sync_weights(self, policy: torch.nn.Module) -> None:
-        if self.shares_policy:
-            return
-        for dst, src in zip(self.model.parameters(), policy.parameters()):
-            dst.copy_(src)
+        if not self.shares_policy:
+            for dst, src in zip(self.model.parameters(), policy.parameters()):
+                dst.copy_(src)
+        if self.decoder is not None:
+            # Told, not detected: fused optimizers (AdamW fused=True, r1lab's default) update parameters in place
+            # without moving their version counters, so over shared weights the decoder would keep decoding with
+            # its fused copies of the weights from before the step.
+            self.decoder.weights_changed()
 
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, sampling: SamplingParams) -> RolloutBatch:

@@ -75,8 +75,9 @@ class LlamaDecoder:
 
     # --- weights -----------------------------------------------------------------------------------------
     def refresh_weights(self) -> None:
-        """Fused q/k/v and gate/up weights and their pre-packed matmuls (``PackedLinear``), rebuilt when a parameter
-        changed (its version counter moved) or after ``release``. Over owned weights the fusion is done once (the
+        """Fused q/k/v and gate/up weights and their pre-packed matmuls (``PackedLinear``), rebuilt after
+        ``weights_changed``, when a parameter's version counter moved (an in-place update outside the optimizer),
+        or after ``release``. Over owned weights the fusion is done once (the
         model's projections then view the fused buffers) and only the packing is redone."""
         changed = [p._version for p in self.model.parameters()] != self._versions
         if self.linears and not changed:
@@ -90,6 +91,11 @@ class LlamaDecoder:
         head = self.model.lm_head
         self.head = PackedLinear(head.weight, getattr(head, "bias", None), rows)
         self._versions = [p._version for p in self.model.parameters()]  # after fusing, which may swap p.data
+
+    def weights_changed(self) -> None:
+        """The model's weights were updated: the next ``refresh_weights`` rebuilds the fused copies (shared weights)
+        and re-packs. Needed because version counters miss some in-place updates (fused optimizer kernels)."""
+        self._versions = None
 
     def _fuse_layers(self) -> None:
         self.layers = []  # free the old fused copies before building new ones
