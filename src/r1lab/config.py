@@ -171,10 +171,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 class ModelConfig:
     name: str = option("smollm2-135m", "HF folder, .gguf file, hub id in the local cache, or the alias smollm2-135m")
     train_dtype: str = option("float32", "dtype of the trained (master) weights", DTYPES)
-    rollout_dtype: str = option("bfloat16", "dtype of the generation copy, re-synced after every step", DTYPES)
+    rollout_dtype: str = option("auto", "dtype of the generation copy, re-synced after every step (a copy only when "
+                                        "it differs from train_dtype); auto = bfloat16 where this device's bf16 "
+                                        "matmuls are faster than fp32's (GPUs with bf16, CPUs with AMX; measured on "
+                                        "a CPU), else float32", ("auto",) + DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
-    autocast: str = option("bfloat16", "autocast dtype for the training forward/backward (master weights stay in "
-                                        "train_dtype); none = off", ("none", "bfloat16", "float16"))
+    autocast: str = option("auto", "autocast dtype for the training forward/backward (master weights stay in "
+                                   "train_dtype); none = off; auto = bfloat16 where this device's bf16 matmuls are "
+                                   "faster than fp32's, else none. config.json records what auto chose",
+                           ("auto", "none", "bfloat16", "float16"))
 
 
 @dataclass

@@ -253,6 +253,9 @@ class PipelineRunner:
         how = " (resuming from its last checkpoint)" if resume else " (resuming)" if attempts > 1 else ""
         self.say(f"stage {index + 1}/{total} {stage.name} ({stage.kind}) started{how}; {self.eta(index)}")
         inputs = self.inputs_of(stage, job)
+        # The config as asked for: a job resolves `auto` values in place (its run folder's config.json records what
+        # they became), and a later run compares its own, unresolved, config with this one
+        requested = json.loads(json.dumps(to_dict(job)))
         t0 = time.monotonic()
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -271,7 +274,7 @@ class PipelineRunner:
         seconds = time.monotonic() - t0
         self.state.data["stages"][stage.name] = {
             "status": "done", "kind": stage.kind, "inputs": inputs, "outputs": self.outputs_of(stage),
-            "config": json.loads(json.dumps(to_dict(job))), "result": record, "started": first_start,
+            "config": requested, "result": record, "started": first_start,
             "finished": _now(), "duration_s": round(seconds, 3), "attempts": attempts, "resumed": resume,
             "time_limit_s": stage_jobs.time_limit_s(job),
         }

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from r1lab.config import to_dict
+from r1lab.models.precision import choose_precision
 from r1lab.train import checkpoint as ckpt
 
 DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,7 +46,27 @@ def start_run(cfg: Any, resume: bool) -> RunStart:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    return RunStart(run_dir, run_dir / "final", run_dir / "checkpoints", checkpoints, resolve_device(cfg.model.device))
+    device = resolve_device(cfg.model.device)
+    resolve_precision(cfg, device, run_dir, resume)
+    return RunStart(run_dir, run_dir / "final", run_dir / "checkpoints", checkpoints, device)
+
+
+def resolve_precision(cfg: Any, device: torch.device, run_dir: Path, resume: bool) -> None:
+    """Replaces ``auto`` in ``cfg.model.rollout_dtype`` / ``cfg.model.autocast`` with what this device runs fastest
+    (``r1lab.models.precision``), in place, so that config.json records what the run used. A resumed run keeps the
+    precision its config.json recorded, so it continues exactly as it started, even on another machine."""
+    model = getattr(cfg, "model", None)
+    if not hasattr(model, "rollout_dtype"):  # jobs whose model section has no rollout copy (the reward model)
+        return
+    rollout, autocast = model.rollout_dtype, model.autocast
+    saved = run_dir / "config.json"
+    if resume and saved.is_file():
+        before = json.loads(saved.read_text()).get("model", {})
+        rollout = before.get("rollout_dtype", rollout) if rollout == "auto" else rollout
+        autocast = before.get("autocast", autocast) if autocast == "auto" else autocast
+    precision = choose_precision(device, rollout, autocast)
+    model.rollout_dtype, model.autocast = precision.rollout_dtype, precision.autocast
+    print(precision.reason, flush=True)
 
 
 def write_config(run_dir: Path, cfg: Any) -> None:
