@@ -10,8 +10,9 @@
 3. One layer's attention at 64 rows (SmolLM2-135M's heads) over 40, 100 and 163 cached tokens: SDPA, as the
    PyTorch decode step calls it, against r1lab's C kernel (r1lab.rollout.native_kernels), with each one's largest
    error against an fp64 reference.
-4. A whole bf16 decode step of SmolLM2-135M at 64 rows with 100 cached tokens (LlamaDecoder): the PyTorch step
-   against the step on the C kernels (same packed matmuls), each one's logits against the fp32 model's step.
+4. A whole decode step of SmolLM2-135M at 64 rows with 100 cached tokens (LlamaDecoder), in fp32 and in bf16:
+   the PyTorch step against the step on the C kernels (same matmuls), each one's logits against the fp32 model's
+   step on PyTorch's ops.
 
     .venv/bin/python benchmarks/decode_kernels.py [--rows 64] [--threads 2]
 """
@@ -125,6 +126,9 @@ def attention(rows: int, gen: torch.Generator) -> None:
 
 
 def whole_step(rows: int, cached: int = 100) -> None:
+    import copy
+
+    from r1lab.models.kv_cache import output_cache
     from r1lab.models.loading import load_model
     from r1lab.rollout.llama_decode import LlamaDecoder
 
@@ -134,31 +138,34 @@ def whole_step(rows: int, cached: int = 100) -> None:
     position = torch.full((rows, 1), cached)
     mask = torch.ones(rows, cached + 1, dtype=torch.bool)
 
-    def decoder_for(model):
+    def decoder_for(model, native: bool = True):
         with torch.no_grad():
             prefill = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-        decoder = LlamaDecoder(model)
+        decoder = LlamaDecoder(model, native_kernels=native)
         decoder.refresh_weights()
-        decoder.prefill(prefill.past_key_values, 1, cached + 8)
+        decoder.prefill(output_cache(prefill), 1, cached + 8)
         return decoder
 
     fp32 = load_model("smollm2-135m").model.eval()
-    reference = decoder_for(fp32).step(token, position, cached, mask)  # fp32 throughout: what bf16 approximates
-    decoder = decoder_for(fp32.to(torch.bfloat16))
-    kernels = decoder.kernels
-    if kernels is None:
-        raise SystemExit("the decode step does not run on the native kernels here")
-    results = {}
-    for name, chosen in (("PyTorch step", None), ("C-kernel step", kernels)):
-        decoder.kernels = chosen  # the same decoder, cache and packed weights; only the step's ops differ
-        seconds = seconds_per_call(lambda: decoder.step(token, position, cached, mask), min_seconds=2.0)
-        error = (decoder.step(token, position, cached, mask).float() - reference).abs()
-        results[name] = seconds
-        print(f"SmolLM2-135M bf16 decode step, {rows} rows, {cached} cached tokens, {name:13s}: "
-              f"{seconds * 1e3:6.1f} ms; logits vs the fp32 step: largest difference {error.max().item():.3f}, "
-              f"mean {error.mean().item():.4f}")
-    print(f"C-kernel step {results['PyTorch step'] / results['C-kernel step']:.2f}x faster "
-          f"(fp32 logits up to {reference.abs().max().item():.1f})")
+    # fp32 on PyTorch's ops throughout: what both C-kernel steps and the bf16 steps approximate
+    reference = decoder_for(fp32, native=False).step(token, position, cached, mask)
+    for dtype in (torch.float32, torch.bfloat16):
+        decoder = decoder_for(fp32 if dtype == torch.float32 else copy.deepcopy(fp32).to(dtype))
+        kernels, label = decoder.kernels, str(dtype).removeprefix("torch.")
+        if kernels is None:
+            raise SystemExit(f"the {label} decode step does not run on the native kernels here")
+        results = {}
+        for name, chosen in (("PyTorch step", None), ("C-kernel step", kernels)):
+            decoder.kernels = chosen  # the same decoder, cache and weights; only the step's non-matmul ops differ
+            seconds = seconds_per_call(lambda: decoder.step(token, position, cached, mask), min_seconds=2.0)
+            error = (decoder.step(token, position, cached, mask).float() - reference).abs()
+            results[name] = seconds
+            print(f"SmolLM2-135M {label} decode step, {rows} rows, {cached} cached tokens, {name:13s}: "
+                  f"{seconds * 1e3:6.1f} ms; logits vs the fp32 PyTorch step: largest difference "
+                  f"{error.max().item():.3g}, mean {error.mean().item():.3g}")
+        print(f"{label}: C-kernel step {results['PyTorch step'] / results['C-kernel step']:.2f}x faster "
+              f"(fp32 logits up to {reference.abs().max().item():.1f})")
+
 
 if __name__ == "__main__":
     main()

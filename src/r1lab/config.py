@@ -269,8 +269,9 @@ class RolloutConfig:
                                     "every completion the same length (benchmarks: equal work per step)")
     fast_decode: bool = option(True, "decode Llama-family models (Llama, SmolLM2, Qwen2, Mistral) on r1lab's "
                                      "static-cache step instead of HF's forward (same tokens; false: HF's step)")
-    native_kernels: bool = option(True, "with fast_decode on CPU in bf16: attention in r1lab's C kernel, built once "
-                                        "with the system C compiler (false, or no compiler: PyTorch's SDPA)")
+    native_kernels: bool = option(True, "with fast_decode on CPU (bf16 or fp32): attention and the elementwise work "
+                                        "between matmuls in r1lab's C kernels, built once with the system C "
+                                        "compiler (false, or no compiler: PyTorch's ops and SDPA)")
 
     def check(self) -> None:
         require(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "must be in [0, max_new_tokens]")

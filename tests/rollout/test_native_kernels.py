@@ -1,6 +1,7 @@
 """r1lab's C decode kernels against the PyTorch/HF arithmetic they replace: attention against an exact reference,
-the elementwise kernels bit for bit against HF's bf16 ops (RMSNorm up to its sum's order), the whole bf16 decode
-step against the PyTorch step, and the fallbacks (disabled, no compiler, a failing build)."""
+the elementwise kernels bit for bit against HF's bf16 ops (RMSNorm up to its sum's order) and within fp32 rounding
+of its fp32 ops, the whole bf16 and fp32 decode steps against the PyTorch step, and the fallbacks (disabled, no
+compiler, a failing build)."""
 
 import pytest
 import torch
@@ -50,14 +51,16 @@ def _reference_attention(q, k, v, mask, scale):
     (1, 1, 64, 5),    # multi-head attention, fewer slots than one block
 ])
 @pytest.mark.parametrize("shape_constants", [False, True])
-def test_attention_matches_an_exact_reference(kernels, specialised, shape_constants, kv_heads, group, dim, n_slots):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_attention_matches_an_exact_reference(kernels, specialised, shape_constants, dtype, kv_heads, group, dim,
+                                              n_slots):
     if shape_constants:  # the library built for SmolLM2's shape runs other shapes through the run-time-sized copy
         kernels = specialised
     gen = torch.Generator().manual_seed(0)
     rows, heads, slots = 6, kv_heads * group, n_slots + 7  # a cache longer than the slots read
-    q = torch.randn(rows, heads, dim, generator=gen).bfloat16()
-    k = (2 * torch.randn(rows, kv_heads, slots, dim, generator=gen)).bfloat16()
-    v = torch.randn(rows, kv_heads, slots, dim, generator=gen).bfloat16()
+    q = torch.randn(rows, heads, dim, generator=gen).to(dtype)
+    k = (2 * torch.randn(rows, kv_heads, slots, dim, generator=gen)).to(dtype)
+    v = torch.randn(rows, kv_heads, slots, dim, generator=gen).to(dtype)
     full = torch.ones(rows, slots, dtype=torch.bool)
     full[1, :3] = False  # left padding of a shorter prompt
     full[4, 1::2] = False  # a scattered mask
@@ -65,9 +68,10 @@ def test_attention_matches_an_exact_reference(kernels, specialised, shape_consta
     scratch = torch.empty(rows * heads * n_slots)
     out = kernels.attention(q, k, v, mask, dim ** -0.5, scratch)
     exact = _reference_attention(q, k, v, mask, dim ** -0.5)
-    # fp32 arithmetic then one rounding to bf16: within one bf16 ulp of the exact value (|values| < 4 here)
-    assert out.dtype == torch.bfloat16 and out.shape == (rows, heads * dim)
-    assert (out.double() - exact).abs().max().item() <= 2 * BF16_ULP
+    # fp32 arithmetic, then for bf16 one rounding: within one bf16 ulp of the exact value (|values| < 4 here); in
+    # fp32, within the error of fp32 sums over a few hundred terms and the exp polynomial (~2e-7 relative)
+    assert out.dtype == dtype and out.shape == (rows, heads * dim)
+    assert (out.double() - exact).abs().max().item() <= (2 * BF16_ULP if dtype == torch.bfloat16 else 1e-5)
 
 
 def test_attention_ignores_masked_slots_entirely(kernels):
@@ -150,6 +154,54 @@ def test_swiglu_equals_silu_gate_times_up(kernels):
     # handful of the 98,304 values at most (none did, when written)
     assert int((got != expected).sum()) <= 16
     assert ((got.float() - expected.float()).abs() <= expected.float().abs() * 2 * BF16_ULP + 1e-30).all()
+
+
+def test_fp32_elementwise_kernels_equal_pytorchs_fp32_ops_within_rounding(kernels):
+    # Nothing rounds to a narrower type in fp32: the kernels differ from PyTorch's ops only in the order of the
+    # RMSNorm's sum, fused multiply-adds and the exp polynomial, each a few fp32 ulps (~1e-7 relative).
+    gen = torch.Generator().manual_seed(5)
+    norm = LlamaRMSNorm(576, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.1 * torch.randn(576, generator=gen))
+    x, delta = 3 * torch.randn(64, 576, generator=gen), torch.randn(64, 576, generator=gen)
+    expected_x = x + delta
+    got = kernels.add_rms_norm(x, delta, norm.weight, norm.variance_epsilon)
+    assert got.dtype == torch.float32 and torch.equal(x, expected_x)  # the add itself is exact to fp32 rounding
+    torch.testing.assert_close(got, norm(expected_x), rtol=2e-6, atol=1e-6)
+
+    rows, heads, kv_heads, dim, slot = 5, 9, 3, 64, 7
+    qkv = torch.randn(rows, (heads + 2 * kv_heads) * dim, generator=gen)
+    emb = torch.cat([torch.rand(rows, dim // 2, generator=gen) * 40] * 2, dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    k_cache, v_cache = torch.zeros(rows, kv_heads, 12, dim), torch.zeros(rows, kv_heads, 12, dim)
+    q = kernels.rotary_to_cache(qkv, cos, sin, k_cache, v_cache, slot, heads)
+    q_hf, k_hf = apply_rotary_pos_emb(qkv[:, : heads * dim].view(rows, heads, 1, dim),
+                                      qkv[:, heads * dim : (heads + kv_heads) * dim].view(rows, kv_heads, 1, dim),
+                                      cos.view(rows, 1, dim), sin.view(rows, 1, dim))
+    torch.testing.assert_close(q, q_hf.view(rows, heads, dim), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(k_cache[:, :, slot], k_hf.view(rows, kv_heads, dim), rtol=1e-6, atol=1e-6)
+    assert torch.equal(v_cache[:, :, slot], qkv[:, (heads + kv_heads) * dim :].view(rows, kv_heads, dim))
+
+    gate_up = 4 * torch.randn(64, 2 * 1536, generator=gen)
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(kernels.swiglu(gate_up), F.silu(gate) * up, rtol=2e-6, atol=1e-6)
+
+
+def test_kernels_refuse_other_dtypes(kernels):
+    with pytest.raises(TypeError, match="float16"):
+        kernels.swiglu(torch.zeros(2, 8, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("hidden", [32, 128])
+def test_fp32_native_step_is_the_pytorch_step_within_fp32_rounding(hidden, decode_two_prompts):
+    model = tiny_model(tiny_tokenizer(), seed=6, hidden=hidden).eval()
+    (_, native, native_decoder), (hf, plain, plain_decoder) = (decode_two_prompts(model, 6, native_kernels=flag)
+                                                               for flag in (True, False))
+    assert native_decoder.kernels is not None and plain_decoder.kernels is None
+    for got, expected, reference in zip(native, plain, hf):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)  # and HF's own forward
+        assert torch.equal(got.argmax(dim=-1), expected.argmax(dim=-1))
 
 
 @pytest.mark.parametrize("hidden", [32, 128])  # head dim 8 (the generic kernel) and 32

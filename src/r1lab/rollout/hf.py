@@ -117,7 +117,7 @@ class HFGenerateEngine:
                              use_cache=True, logits_to_keep=1)
         cache = output_cache(prefill)
         if self.decoder is not None:
-            self.decoder.refresh_weights()
+            self.decoder.refresh_weights(B)
             self.decoder.prefill(cache, n, P + sampling.max_new_tokens)
         else:
             cache.batch_repeat_interleave(n)

@@ -11,10 +11,10 @@ SDPA with the key/value heads packed as HF packs them for one query) but
   and weight syncs land in them; on shared weights the fused copies are rebuilt when a parameter's version
   counter says it changed;
 - builds no mask objects: one boolean (rows, slots) mask, extended by a column per token;
-- on CPU in bf16, runs its matmuls on weights pre-packed for oneDNN once per rollout (``PackedLinear``) and the
-  rest (attention, residual add + RMSNorm, rotary + cache write, SiLU gate) on r1lab's C kernels
-  (``native_kernels``): the same arithmetic and bf16 roundings, far fewer ops. Elsewhere, or without a C
-  compiler, the step is PyTorch's ops.
+- on CPU, runs everything but the matmuls (attention, residual add + RMSNorm, rotary + cache write, SiLU gate)
+  on r1lab's C kernels (``native_kernels``, bf16 or fp32): the same arithmetic and roundings, far fewer ops; its matmuls run on weights
+  pre-packed once per rollout (``PackedLinear``: oneDNN's layout in bf16, MKL's in fp32). On a GPU, or without a
+  C compiler, the step is PyTorch's ops.
 
 Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
 go through the model's own code. Architectures outside the family fall back to HF's step
@@ -62,35 +62,39 @@ class LlamaDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scale = self.head_dim ** -0.5
         self.own_weights = own_weights
-        self.native_kernels = native_kernels  # the C kernels where they apply (CPU bf16), else PyTorch's ops
+        self.native_kernels = native_kernels  # the C kernels where they apply (CPU bf16 / fp32), else PyTorch's ops
         self.kernels: native_kernels.DecodeKernels | None = None  # set by prefill when they apply
         self.scores: torch.Tensor | None = None  # the attention kernel's fp32 scratch
         self._versions: list[int] | None = None
         self.layers: list[dict] = []
         self.linears: list[dict[str, PackedLinear]] = []
         self.head: PackedLinear | None = None
-        self.rows_hint = 64  # oneDNN's blocking hint: the engine's usual decode batch
+        self.rows_hint = 64  # the decode batch the weights are packed for (refresh_weights sets it)
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
 
     # --- weights -----------------------------------------------------------------------------------------
-    def refresh_weights(self) -> None:
-        """Fused q/k/v and gate/up weights and their pre-packed matmuls (``PackedLinear``), rebuilt after
-        ``weights_changed``, when a parameter's version counter moved (an in-place update outside the optimizer),
-        or after ``release``. Over owned weights the fusion is done once (the
-        model's projections then view the fused buffers) and only the packing is redone."""
+    def refresh_weights(self, rows: int | None = None) -> None:
+        """Fused q/k/v and gate/up weights and their pre-packed matmuls (``PackedLinear``) for decode batches of
+        ``rows`` rows (default: as before), rebuilt after ``weights_changed``, when a parameter's version counter
+        moved (an in-place update outside the optimizer), or after ``release``. Over owned weights the fusion is
+        done once (the model's projections then view the fused buffers) and only the packing is redone."""
         changed = [p._version for p in self.model.parameters()] != self._versions
-        if self.linears and not changed:
+        rows = rows or self.rows_hint
+        if self.linears and not changed and rows == self.rows_hint:
             return
         if not self.layers or (changed and not self.own_weights):
             self._fuse_layers()
-        rows = self.rows_hint
+        self._pack(rows)
+        self._versions = [p._version for p in self.model.parameters()]  # after fusing, which may swap p.data
+
+    def _pack(self, rows: int) -> None:
+        self.rows_hint = rows
         self.linears = [{"qkv": PackedLinear(w["qkv"], w["qkv_bias"], rows), "o": PackedLinear(w["o"], w["o_bias"], rows),
                          "gate_up": PackedLinear(w["gate_up"], None, rows), "down": PackedLinear(w["down"], None, rows)}
                         for w in self.layers]
         head = self.model.lm_head
         self.head = PackedLinear(head.weight, getattr(head, "bias", None), rows)
-        self._versions = [p._version for p in self.model.parameters()]  # after fusing, which may swap p.data
 
     def weights_changed(self) -> None:
         """The model's weights were updated: the next ``refresh_weights`` rebuilds the fused copies (shared weights)
@@ -142,6 +146,8 @@ class LlamaDecoder:
         """Keeps only the cache rows ``keep`` (finished rows leave the batch)."""
         self.k = [k.index_select(0, keep) for k in self.k]
         self.v = [v.index_select(0, keep) for v in self.v]
+        if self.head is not None and self.head.rows_exact:  # MKL's packing serves only the row count it was made for
+            self._pack(len(keep))
 
     def release(self) -> None:
         """Frees the cache and the packed weights (the policy trains next; the next rollout re-packs)."""
@@ -150,13 +156,15 @@ class LlamaDecoder:
 
     # --- the step ----------------------------------------------------------------------------------------
     def _native_kernels(self) -> native_kernels.DecodeKernels | None:
-        """r1lab's C kernels for this model's head shape when the step can run on them (a CPU bf16 cache and model,
-        HF's RMSNorm with its epsilon, a head shape the attention kernel takes), else None: PyTorch's step."""
+        """r1lab's C kernels for this model's head shape when the step can run on them (a CPU cache and model both in
+        bf16 or both in fp32, HF's RMSNorm with its epsilon, a head shape the attention kernel takes), else None:
+        PyTorch's step."""
         norms = [m for w in self.layers for m in (w["norm_in"], w["norm_post"])] + [self.model.model.norm]
+        dtype = self.k[0].dtype if self.k else None
         applies = (self.native_kernels and bool(self.k) and self.k[0].device.type == "cpu"
-                   and self.k[0].dtype == torch.bfloat16
+                   and dtype in native_kernels.SUFFIXES
                    and native_kernels.attention_applies(self.n_heads, self.n_kv, self.head_dim)
-                   and all(getattr(m, "variance_epsilon", None) is not None and m.weight.dtype == torch.bfloat16
+                   and all(getattr(m, "variance_epsilon", None) is not None and m.weight.dtype == dtype
                            for m in norms))
         return native_kernels.load(self.n_heads // self.n_kv, self.head_dim) if applies else None
 

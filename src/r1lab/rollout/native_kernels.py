@@ -2,8 +2,8 @@
 version with the system C compiler and loaded with ctypes.
 
 Only what PyTorch has no fast form for lives here (the source's header says why; benchmarks/decode_kernels.py
-measures it): a bf16 decode step's attention and the elementwise work between its matmuls. The caller (``LlamaDecoder``) checks that
-they apply (CPU, bf16, ``attention_applies``) and otherwise runs its PyTorch step, as it does when no C compiler
+measures it): a bf16 or fp32 decode step's attention and the elementwise work between its matmuls. The caller
+(``LlamaDecoder``) checks that they apply (CPU, bf16 or fp32, ``attention_applies``) and otherwise runs its PyTorch step, as it does when no C compiler
 is installed or when ``R1LAB_NATIVE_KERNELS=0``; ``unavailable_reason()`` says which.
 
 The build: ``$CC`` (default ``cc``) with ``-O3 -march=native -fopenmp``, into
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).parent / "native" / "decode_kernels.c"
+TYPED_SOURCE = SOURCE.with_name("decode_kernels_typed.h")  # the kernels, included by SOURCE once per element type
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 LIBS = ["-lm"]  # after the source, where the linker looks for what it needs
 _P, _I64, _F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
@@ -56,14 +57,15 @@ def _build(compiler: str, flags: list[str], target: Path) -> None:
         os.replace(built, target)
 
 
-_SIGNATURES = {  # C function -> (result type, argument types)
-    "r1lab_decode_attention_bf16": (ctypes.c_int, [_P, _I64, _P, _I64, _I64, _I64, _P, _I64, _I64, _I64, _P, _I64,
-                                                   _P, _I64, _I64, _I64, _I64, _I64, _F32, _P]),
-    "r1lab_add_rms_norm_bf16": (None, [_P, _P, _P, _P, _I64, _I64, _F32]),
-    "r1lab_rotary_to_cache_bf16": (None, [_P, _I64, _P, _P, _P, _P, _I64, _I64, _P, _I64, _I64, _I64, _I64, _I64,
-                                          _I64, _I64, _I64]),
-    "r1lab_swiglu_bf16": (None, [_P, _P, _I64, _I64]),
+_SIGNATURES = {  # C function (without its type suffix) -> (result type, argument types)
+    "r1lab_decode_attention": (ctypes.c_int, [_P, _I64, _P, _I64, _I64, _I64, _P, _I64, _I64, _I64, _P, _I64,
+                                              _P, _I64, _I64, _I64, _I64, _I64, _F32, _P]),
+    "r1lab_add_rms_norm": (None, [_P, _P, _P, _P, _I64, _I64, _F32]),
+    "r1lab_rotary_to_cache": (None, [_P, _I64, _P, _P, _P, _P, _I64, _I64, _P, _I64, _I64, _I64, _I64, _I64,
+                                     _I64, _I64, _I64]),
+    "r1lab_swiglu": (None, [_P, _P, _I64, _I64]),
 }
+SUFFIXES = {torch.bfloat16: "bf16", torch.float32: "f32"}  # the element types the kernels are compiled for
 
 
 def _library(group: int, head_dim: int) -> ctypes.CDLL:
@@ -76,8 +78,8 @@ def _library(group: int, head_dim: int) -> ctypes.CDLL:
     from r1lab.models.loading import cache_root
 
     flags = FLAGS + ([f"-DGROUP={group}", f"-DHEAD_DIM={head_dim}"] if group and head_dim else [])
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags + LIBS).encode(), compiler.encode(),
-                                     _cpu_identity().encode()])).hexdigest()[:16]
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), TYPED_SOURCE.read_bytes(), " ".join(flags + LIBS).encode(),
+                                     compiler.encode(), _cpu_identity().encode()])).hexdigest()[:16]
     target = cache_root() / "kernels" / key / "libr1lab_decode.so"
     try:
         if not target.is_file():
@@ -88,8 +90,9 @@ def _library(group: int, head_dim: int) -> ctypes.CDLL:
         warnings.warn(f"r1lab: {message}; decoding on PyTorch's ops instead", stacklevel=3)
         raise RuntimeError(message) from err
     for name, (result, args) in _SIGNATURES.items():
-        function = getattr(lib, name)
-        function.restype, function.argtypes = result, args
+        for suffix in SUFFIXES.values():
+            function = getattr(lib, f"{name}_{suffix}")
+            function.restype, function.argtypes = result, args
     return lib
 
 
@@ -120,17 +123,23 @@ def attention_applies(heads: int, kv_heads: int, head_dim: int) -> bool:
 
 
 class DecodeKernels:
-    """The loaded kernels. Every tensor is CPU bf16 (the attention's scratch fp32) with contiguous rows."""
+    """The loaded kernels. Every tensor is CPU bf16, or every tensor fp32 (the attention's scratch is fp32 either
+    way), with contiguous rows; each call runs the kernel compiled for its tensors' dtype."""
 
     def __init__(self, lib: ctypes.CDLL):
         self._lib = lib
+
+    def _kernel(self, name: str, dtype: torch.dtype):
+        if dtype not in SUFFIXES:
+            raise TypeError(f"{name}: the kernels take {' or '.join(map(str, SUFFIXES))} tensors, not {dtype}")
+        return getattr(self._lib, f"{name}_{SUFFIXES[dtype]}")
 
     def add_rms_norm(self, x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
                      eps: float) -> torch.Tensor:
         """HF's LlamaRMSNorm of the (rows, dim) residual stream ``x``, after ``x += delta`` in place when ``delta``
         is given. Returns the normalised rows."""
         out = torch.empty_like(x)
-        self._lib.r1lab_add_rms_norm_bf16(x.data_ptr(), None if delta is None else delta.data_ptr(),
+        self._kernel("r1lab_add_rms_norm", x.dtype)(x.data_ptr(), None if delta is None else delta.data_ptr(),
                                           weight.data_ptr(), out.data_ptr(), x.shape[0], x.shape[1], eps)
         return out
 
@@ -141,17 +150,18 @@ class DecodeKernels:
         ``cos``, ``sin``: (rows, dim); caches (rows, kv_heads, slots, dim), both laid out alike."""
         rows, kv_heads, _, dim = k_cache.shape
         q = torch.empty(rows, heads, dim, dtype=qkv.dtype)
-        self._lib.r1lab_rotary_to_cache_bf16(
+        self._kernel("r1lab_rotary_to_cache", qkv.dtype)(
             qkv.data_ptr(), qkv.stride(0), cos.data_ptr(), sin.data_ptr(), q.data_ptr(), k_cache.data_ptr(),
             k_cache.stride(0), k_cache.stride(1), v_cache.data_ptr(), v_cache.stride(0), v_cache.stride(1), slot,
             k_cache.stride(2), rows, heads, kv_heads, dim)
         return q
 
     def swiglu(self, gate_up: torch.Tensor) -> torch.Tensor:
-        """silu(gate) * up of the fused (rows, 2 * width) gate/up output, rounded as PyTorch's bf16 ops round."""
+        """silu(gate) * up of the fused (rows, 2 * width) gate/up output, rounded as PyTorch's ops in its dtype
+        round."""
         rows, width = gate_up.shape[0], gate_up.shape[1] // 2
         out = torch.empty(rows, width, dtype=gate_up.dtype)
-        self._lib.r1lab_swiglu_bf16(gate_up.data_ptr(), out.data_ptr(), rows, width)
+        self._kernel("r1lab_swiglu", gate_up.dtype)(gate_up.data_ptr(), out.data_ptr(), rows, width)
         return out
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float,
@@ -167,8 +177,8 @@ class DecodeKernels:
         n_slots = mask.shape[1]
         if scratch.numel() < rows * heads * n_slots or mask.stride(1) != 1 or k.stride(3) != 1 or v.stride(3) != 1:
             raise ValueError("attention: scratch too small or a non-contiguous innermost dimension")
-        out = torch.empty(rows, heads * dim, dtype=torch.bfloat16)
-        status = self._lib.r1lab_decode_attention_bf16(
+        out = torch.empty(rows, heads * dim, dtype=q.dtype)
+        status = self._kernel("r1lab_decode_attention", q.dtype)(
             q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
             v.data_ptr(), v.stride(0), v.stride(1), v.stride(2), mask.data_ptr(), mask.stride(0),
             out.data_ptr(), rows, k.shape[1], heads // k.shape[1], dim, n_slots, scale, scratch.data_ptr())

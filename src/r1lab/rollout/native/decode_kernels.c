@@ -1,8 +1,10 @@
-/* The parts of a bf16 decode step on CPU that PyTorch runs slowly at decode shapes (64 rows of 576 features):
+/* The parts of a bf16 or fp32 decode step on CPU that PyTorch runs slowly at decode shapes (64 rows of 576 features):
  * the attention of one new query token per row over the key/value cache, and the elementwise work between the
  * matmuls (residual add + RMSNorm, rotary embedding + cache write, SiLU-gated product). Each elementwise kernel
  * does in one pass what took PyTorch 3-8 ops of 10-30 us each (dispatch, not arithmetic, at 64 x 576), and
- * rounds to bf16 where HF's bf16 code rounds, so results equal HF's up to the order of the RMSNorm's sum.
+ * rounds to bf16 where HF's bf16 code rounds, so results equal HF's up to the order of the RMSNorm's sum. The
+ * kernels are written once, in decode_kernels_typed.h, and compiled for each element type (bf16 for CPUs with
+ * fast bf16 matmuls, fp32 for the others: r1lab.models.precision).
  *
  * Attention, why not SDPA: at decode shapes (64 rows, 3 key/value heads of 3 queries each, head dim 64, tens to
  * hundreds of cached tokens) PyTorch's CPU flash-attention kernel runs small GEMMs per (row, head), and its time
@@ -92,185 +94,34 @@ static inline v8f transpose_sum8(const v8f *a) {
          + __builtin_shufflevector(h0123, h4567, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
-/* One (row, key/value head) task for head_dim a multiple of 8. Always inlined, so that built with -DGROUP=g
- * -DHEAD_DIM=d (r1lab builds one library per model head shape) it is compiled once more with both as constants:
- * the loops over head_dim unroll and the G x head_dim accumulators stay in registers, 1.6x faster than the
- * run-time-sized copy kept for other shapes. Specialising every common shape in one library instead took 15 s to
- * compile. */
-static inline __attribute__((always_inline)) void attend(
-        const int64_t G, const int64_t D, const int64_t S, const float scale,
-        const uint16_t *qh, const uint16_t *kh, int64_t k_slot_stride, const uint16_t *vh, int64_t v_slot_stride,
-        const uint8_t *m, uint16_t *o, float *scores /* (G, S) */) {
-    const int64_t C = D / 8;  /* 8-lane chunks per head */
-    v8f qv[G * C], acc[G * C];
-    float total[G];
-    for (int64_t i = 0; i < G * C; i++) qv[i] = load_bf16x8(qh + 8 * i) * scale;
-    /* scores = q k^T, BLOCK slots at a time; masked slots are scored too and dropped below */
-    int64_t s0 = 0;
-    for (; s0 + BLOCK <= S; s0 += BLOCK) {
-        v8f kf[BLOCK * C];  /* the block's keys in fp32, converted once for all G queries */
-        for (int64_t j = 0; j < BLOCK; j++)
-            for (int64_t c = 0; c < C; c++) kf[j * C + c] = load_bf16x8(kh + (s0 + j) * k_slot_stride + 8 * c);
-        for (int64_t g = 0; g < G; g++) {
-            v8f dot[BLOCK];
-            for (int64_t j = 0; j < BLOCK; j++) {
-                dot[j] = qv[g * C] * kf[j * C];
-                for (int64_t c = 1; c < C; c++) dot[j] += qv[g * C + c] * kf[j * C + c];
-            }
-            const v8f sums = transpose_sum8(dot);
-            memcpy(scores + g * S + s0, &sums, sizeof sums);
-        }
-    }
-    for (; s0 < S; s0++) {  /* the last S % BLOCK slots */
-        for (int64_t g = 0; g < G; g++) {
-            v8f dot = {0};
-            for (int64_t c = 0; c < C; c++) dot += qv[g * C + c] * load_bf16x8(kh + s0 * k_slot_stride + 8 * c);
-            scores[g * S + s0] = hsum8(dot);
-        }
-    }
-    int any = 0;
-    for (int64_t s = 0; s < S; s++) any |= m[s];
-    if (!any) {
-        memset(o, 0, (size_t)(G * D) * sizeof *o);
-        return;
-    }
-    /* softmax weights, 0 on masked slots */
-    for (int64_t g = 0; g < G; g++) {
-        float *sg = scores + g * S, sum = 0.0f, mx = -3.0e38f;
-#pragma omp simd reduction(max : mx)
-        for (int64_t s = 0; s < S; s++) mx = m[s] && sg[s] > mx ? sg[s] : mx;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t s = 0; s < S; s++) {
-            float e = m[s] ? exp_clamped(sg[s] - mx) : 0.0f;
-            sg[s] = e;
-            sum += e;
-        }
-        total[g] = sum;
-    }
-    /* out = softmax @ v */
-    for (int64_t i = 0; i < G * C; i++) acc[i] = (v8f){0};
-    for (int64_t s = 0; s < S; s++) {
-        if (!m[s]) continue;
-        const uint16_t *vs = vh + s * v_slot_stride;
-        for (int64_t c = 0; c < C; c++) {
-            const v8f x = load_bf16x8(vs + 8 * c);
-            for (int64_t g = 0; g < G; g++) acc[g * C + c] += scores[g * S + s] * x;
-        }
-    }
-    for (int64_t g = 0; g < G; g++) {
-        const float inv = 1.0f / total[g];
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t l = 0; l < 8; l++) o[g * D + 8 * c + l] = float_to_bf16(acc[g * C + c][l] * inv);
-    }
-}
-
-/* Returns 0, or -1 when the shapes exceed what this kernel's stack buffers hold (the caller falls back). */
-int r1lab_decode_attention_bf16(
-        const uint16_t *q, int64_t q_row_stride,
-        const uint16_t *k, int64_t k_row_stride, int64_t k_head_stride, int64_t k_slot_stride,
-        const uint16_t *v, int64_t v_row_stride, int64_t v_head_stride, int64_t v_slot_stride,
-        const uint8_t *mask, int64_t mask_row_stride,
-        uint16_t *out, int64_t rows, int64_t kv_heads, int64_t group, int64_t head_dim, int64_t n_slots,
-        float scale, float *scratch /* rows * kv_heads * group * n_slots floats */) {
-    if (group > MAX_GROUP || head_dim > MAX_HEAD_DIM || group * head_dim > MAX_GROUP_DIM || head_dim % 8) return -1;
-    const int64_t G = group, D = head_dim, S = n_slots;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t row = 0; row < rows; row++) {
-        for (int64_t kv = 0; kv < kv_heads; kv++) {
-            float *scores = scratch + (row * kv_heads + kv) * G * S;
-            const uint16_t *qh = q + row * q_row_stride + kv * G * D;
-            const uint16_t *kh = k + row * k_row_stride + kv * k_head_stride;
-            const uint16_t *vh = v + row * v_row_stride + kv * v_head_stride;
-            const uint8_t *m = mask + row * mask_row_stride;
-            uint16_t *o = out + (row * kv_heads + kv) * G * D;
-#if defined(GROUP) && defined(HEAD_DIM)
-            if (G == GROUP && D == HEAD_DIM) {
-                attend(GROUP, HEAD_DIM, S, scale, qh, kh, k_slot_stride, vh, v_slot_stride, m, o, scores);
-                continue;
-            }
-#endif
-            attend(G, D, S, scale, qh, kh, k_slot_stride, vh, v_slot_stride, m, o, scores);
-        }
-    }
-    return 0;
-}
-
-/* ---- elementwise kernels ------------------------------------------------------------------------------------ */
-
 static inline float bf16_round(float f) { return bf16_to_float(float_to_bf16(f)); }
 
-/* HF's LlamaRMSNorm of bf16 rows, optionally after the residual add (delta != NULL: x += delta in place, rounded
- * to bf16 as PyTorch's bf16 add rounds): out = weight * bf16(x * rsqrt(mean(x^2) + eps)), the product rounded. */
-void r1lab_add_rms_norm_bf16(uint16_t *x, const uint16_t *delta, const uint16_t *weight, uint16_t *out,
-                             int64_t rows, int64_t dim, float eps) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        uint16_t *xr = x + r * dim, *orow = out + r * dim;
-        float sq = 0.0f;
-        if (delta) {
-            const uint16_t *dr = delta + r * dim;
-#pragma omp simd reduction(+ : sq)
-            for (int64_t i = 0; i < dim; i++) {
-                const float v = bf16_round(bf16_to_float(xr[i]) + bf16_to_float(dr[i]));
-                xr[i] = float_to_bf16(v);
-                sq += v * v;
-            }
-        } else {
-#pragma omp simd reduction(+ : sq)
-            for (int64_t i = 0; i < dim; i++) {
-                const float v = bf16_to_float(xr[i]);
-                sq += v * v;
-            }
-        }
-        const float inv = 1.0f / sqrtf(sq / (float)dim + eps);
-#pragma omp simd
-        for (int64_t i = 0; i < dim; i++)
-            orow[i] = float_to_bf16(bf16_to_float(weight[i]) * bf16_round(bf16_to_float(xr[i]) * inv));
-    }
+static inline v8f load_f32x8(const float *p) {
+    v8f f;
+    memcpy(&f, p, sizeof f);
+    return f;
 }
 
-/* HF's rotary embedding (q * cos + rotate_half(q) * sin, each product and the sum rounded to bf16) on the query
- * and key heads of the fused q/k/v output, for one new token per row: queries to q_out (rows, heads, dim), the
- * rotated key and the value into the caches at slot `slot` (cache layout as for attention above). cos and sin are
- * (rows, dim). */
-void r1lab_rotary_to_cache_bf16(const uint16_t *qkv, int64_t qkv_row_stride, const uint16_t *cos,
-                                const uint16_t *sin, uint16_t *q_out, uint16_t *k_cache, int64_t k_row_stride,
-                                int64_t k_head_stride, uint16_t *v_cache, int64_t v_row_stride,
-                                int64_t v_head_stride, int64_t slot, int64_t slot_stride, int64_t rows,
-                                int64_t heads, int64_t kv_heads, int64_t dim) {
-    const int64_t half = dim / 2;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const uint16_t *row = qkv + r * qkv_row_stride, *c = cos + r * dim, *sn = sin + r * dim;
-        for (int64_t h = 0; h < heads + kv_heads; h++) {
-            const uint16_t *src = row + h * dim;
-            uint16_t *dst = h < heads ? q_out + (r * heads + h) * dim
-                                      : k_cache + r * k_row_stride + (h - heads) * k_head_stride + slot * slot_stride;
-#pragma omp simd
-            for (int64_t i = 0; i < dim; i++) {
-                const float rotated = i < half ? -bf16_to_float(src[i + half]) : bf16_to_float(src[i - half]);
-                dst[i] = float_to_bf16(bf16_round(bf16_to_float(src[i]) * bf16_to_float(c[i]))
-                                       + bf16_round(rotated * bf16_to_float(sn[i])));
-            }
-        }
-        const uint16_t *vsrc = row + (heads + kv_heads) * dim;
-        for (int64_t h = 0; h < kv_heads; h++)
-            memcpy(v_cache + r * v_row_stride + h * v_head_stride + slot * slot_stride, vsrc + h * dim,
-                   (size_t)dim * sizeof *vsrc);
-    }
-}
+/* bf16: the roundings of PyTorch's bf16 ops */
+#define T uint16_t
+#define NAME(f) f##_bf16
+#define LOAD(x) bf16_to_float(x)
+#define LOAD8(p) load_bf16x8(p)
+#define STORE(f) float_to_bf16(f)
+#define ROUND(f) bf16_round(f)
+#include "decode_kernels_typed.h"
+#undef T
+#undef NAME
+#undef LOAD
+#undef LOAD8
+#undef STORE
+#undef ROUND
 
-/* silu(gate) * up for the fused gate/up output (rows, 2 * width): out (rows, width), the SiLU rounded to bf16
- * before the product as PyTorch's bf16 F.silu(gate) * up rounds. */
-void r1lab_swiglu_bf16(const uint16_t *gate_up, uint16_t *out, int64_t rows, int64_t width) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const uint16_t *g = gate_up + r * 2 * width, *u = g + width;
-        uint16_t *o = out + r * width;
-#pragma omp simd
-        for (int64_t i = 0; i < width; i++) {
-            const float x = bf16_to_float(g[i]);
-            o[i] = float_to_bf16(bf16_round(x / (1.0f + exp_clamped(-x))) * bf16_to_float(u[i]));
-        }
-    }
-}
+/* fp32: nothing to round */
+#define T float
+#define NAME(f) f##_f32
+#define LOAD(x) (x)
+#define LOAD8(p) load_f32x8(p)
+#define STORE(f) (f)
+#define ROUND(f) (f)
+#include "decode_kernels_typed.h"
