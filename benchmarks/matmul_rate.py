@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
+
+from r1lab.models.precision import matmul_rate
 
 HIDDEN, INTERMEDIATE, KV, VOCAB, LAYERS_N = 576, 1536, 192, 49152, 30  # SmolLM2-135M (config.json; 3 KV heads x 64)
 # (name, K, N, count in the model): y (M, N) = x (M, K) @ W (K, N); the projections of 30 decoder layers and the
@@ -24,27 +25,14 @@ LAYERS = [("q/o", HIDDEN, HIDDEN, 2 * LAYERS_N), ("k/v", HIDDEN, KV, 2 * LAYERS_
 ROWS = {"decode (64 seqs)": 64, "train (4096 tokens)": 4096}
 
 
-def rate(M: int, K: int, N: int, dtype: torch.dtype, min_seconds: float = 0.5) -> float:
-    """Achieved GFLOP/s of (M, K) @ (K, N) in ``dtype``: 2*M*K*N FLOPs per call, timed over >= min_seconds."""
-    x, w = torch.randn(M, K, dtype=dtype), torch.randn(K, N, dtype=dtype)
-    for _ in range(3):  # warm-up: oneDNN picks and caches its kernel on the first calls
-        torch.matmul(x, w)
-    calls, t0 = 0, time.perf_counter()
-    while True:
-        torch.matmul(x, w)
-        calls += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_seconds and calls >= 3:
-            return 2 * M * K * N * calls / elapsed / 1e9
-
-
 def measure(threads: int | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
     out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
     for label, M in ROWS.items():
         for dtype in (torch.float32, torch.bfloat16):
-            per_layer = {name: rate(M, K, N, dtype) for name, K, N, _ in LAYERS}
+            # r1lab's own probe (the one `auto` precision uses), timed over 0.5 s per shape
+            per_layer = {name: matmul_rate(M, dtype, K, N, min_seconds=0.5) for name, K, N, _ in LAYERS}
             # FLOP-weighted harmonic mean over the model's matmuls = the rate a forward pass would see
             flops = {name: K * N * count for name, K, N, count in LAYERS}
             model_rate = sum(flops.values()) / sum(flops[n] / per_layer[n] for n in per_layer)

@@ -32,10 +32,11 @@ class Precision(NamedTuple):
     reason: str  # one line for the log: what was chosen and why
 
 
-def matmul_rate(rows: int, dtype: torch.dtype, min_seconds: float = 0.08) -> float:
-    """Achieved GFLOP/s of a (rows, PROBE_K) @ (PROBE_K, PROBE_N) CPU matmul in ``dtype``."""
-    x, w = torch.randn(rows, PROBE_K).to(dtype), torch.randn(PROBE_K, PROBE_N).to(dtype)
-    for _ in range(2):  # oneDNN picks and caches its kernel on the first calls
+def matmul_rate(rows: int, dtype: torch.dtype, k: int = PROBE_K, n: int = PROBE_N, min_seconds: float = 0.08) -> float:
+    """Achieved GFLOP/s of a (rows, k) @ (k, n) CPU matmul in ``dtype``, timed over at least ``min_seconds``
+    (benchmarks/matmul_rate.py measures a model's shapes with it)."""
+    x, w = torch.randn(rows, k).to(dtype), torch.randn(k, n).to(dtype)
+    for _ in range(3):  # oneDNN picks and caches its kernel on the first calls
         torch.matmul(x, w)
     calls, start = 0, time.perf_counter()
     while True:
@@ -43,7 +44,7 @@ def matmul_rate(rows: int, dtype: torch.dtype, min_seconds: float = 0.08) -> flo
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds and calls >= 3:
-            return 2 * rows * PROBE_K * PROBE_N * calls / elapsed / 1e9
+            return 2 * rows * k * n * calls / elapsed / 1e9
 
 
 @functools.lru_cache(maxsize=1)  # a fact about this CPU and thread count: measured once per process

@@ -32,10 +32,11 @@ class HFGenerateEngine:
 
     When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` copies nothing; otherwise
     the engine keeps its own copy, refreshed by ``sync_weights``. Call it after every change to the policy's
-    weights (each optimizer step, a checkpoint load) in both cases: the decoder's fused copies follow it. ``fast_decode``: decode
-    Llama-family models with ``LlamaDecoder`` (same tokens as HF's step, see tests/rollout); False, or a model
-    outside the family, uses HF's forward for every token. ``native_kernels``: ``LlamaDecoder``'s step on
-    r1lab's C kernels where they apply (CPU, bf16; see ``rollout.native_kernels``), otherwise on PyTorch's ops.
+    weights (each optimizer step, a checkpoint load) in both cases: the decoder's fused copies follow it.
+    ``fast_decode``: decode Llama-family models with ``LlamaDecoder`` (same tokens as HF's step, see
+    tests/rollout); False, or a model outside the family, uses HF's forward for every token. ``native_kernels``:
+    ``LlamaDecoder``'s step on r1lab's C kernels where they apply (CPU, bf16 or fp32; see
+    ``rollout.native_kernels``), otherwise on PyTorch's ops.
     """
 
     def __init__(self, policy: torch.nn.Module, tokenizer, dtype: torch.dtype | None = None, batch_size: int = 64,

@@ -8,13 +8,13 @@ SDPA with the key/value heads packed as HF packs them for one query) but
 - keeps keys and values in a preallocated cache written in place, one slot per token;
 - runs q/k/v as one matmul and gate/up as one. On a private copy of the weights (the engine's bf16 rollout copy,
   ``own_weights``) the model's projection weights become views of the fused buffers, so no second copy exists
-  and weight syncs land in them; on shared weights the fused copies are rebuilt when a parameter's version
-  counter says it changed;
+  and weight syncs land in them; on shared weights the fused copies are rebuilt after each weight sync (or when a
+  parameter's version counter moves);
 - builds no mask objects: one boolean (rows, slots) mask, extended by a column per token;
 - on CPU, runs everything but the matmuls (attention, residual add + RMSNorm, rotary + cache write, SiLU gate)
-  on r1lab's C kernels (``native_kernels``, bf16 or fp32): the same arithmetic and roundings, far fewer ops; its matmuls run on weights
-  pre-packed once per rollout (``PackedLinear``: oneDNN's layout in bf16, MKL's in fp32). On a GPU, or without a
-  C compiler, the step is PyTorch's ops.
+  on r1lab's C kernels (``native_kernels``, bf16 or fp32): the same arithmetic and roundings, far fewer ops; its
+  matmuls run on weights pre-packed once per rollout (``PackedLinear``: oneDNN's layout in bf16, MKL's in fp32).
+  On a GPU, or without a C compiler, the step is PyTorch's ops.
 
 Prefill stays HF's forward (``LlamaDecoder.prefill`` copies its cache in), so prompts of any length and padding
 go through the model's own code. Architectures outside the family fall back to HF's step

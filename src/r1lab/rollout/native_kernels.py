@@ -3,8 +3,9 @@ version with the system C compiler and loaded with ctypes.
 
 Only what PyTorch has no fast form for lives here (the source's header says why; benchmarks/decode_kernels.py
 measures it): a bf16 or fp32 decode step's attention and the elementwise work between its matmuls. The caller
-(``LlamaDecoder``) checks that they apply (CPU, bf16 or fp32, ``attention_applies``) and otherwise runs its PyTorch step, as it does when no C compiler
-is installed or when ``R1LAB_NATIVE_KERNELS=0``; ``unavailable_reason()`` says which.
+(``LlamaDecoder``) checks that they apply (CPU, bf16 or fp32, ``attention_applies``) and otherwise runs its PyTorch
+step, as it does when no C compiler is installed or when ``R1LAB_NATIVE_KERNELS=0``; ``unavailable_reason()`` says
+which.
 
 The build: ``$CC`` (default ``cc``) with ``-O3 -march=native -fopenmp``, into
 ``$R1LAB_CACHE/kernels/<hash of source, flags, compiler and CPU>/``. ``-march=native`` makes the library specific
