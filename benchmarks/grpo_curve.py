@@ -11,7 +11,7 @@ draws of the same process and agree when their difference is within ~2 combined 
     .venv/bin/python benchmarks/grpo_curve.py --tag _curve
     .venv/bin/python benchmarks/grpo_curve.py --tag _curve2 --trl-tag _curve   # r1lab re-run, TRL's earlier run
 
-Writes benchmarks/results/grpo_curve.{md,png}.
+Writes benchmarks/results/grpo_curve.{md,png} (``--out NAME`` for NAME.{md,png}, to keep several comparisons).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--trl-tag", default=None,
                         help="TRL's side from another run's tag (default: --tag), to re-run only r1lab's side after "
                              "r1lab's code changed: same prompts, seed and settings, TRL's code unchanged")
+    parser.add_argument("--out", default="grpo_curve",
+                        help="file stem under benchmarks/results for the table (.md) and plot (.png)")
     args = parser.parse_args()
     trl_tag = args.trl_tag or args.tag
     r1lab, raw_r = _rewards(args.tag, "r1lab")
@@ -70,7 +72,8 @@ def main() -> None:
     lines += ["", "per-step reward (r1lab, TRL): " + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(r1lab, trl))]
     text = "\n".join(lines)
     print(text)
-    (RESULTS / "grpo_curve.md").write_text(text + "\n")
+    table, plot = RESULTS / f"{args.out}.md", RESULTS / f"{args.out}.png"
+    table.write_text(text + "\n")
 
     import matplotlib
 
@@ -88,8 +91,8 @@ def main() -> None:
     ax.set_title("GRPO learning curves, same prompts and seed")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "grpo_curve.png", dpi=120)
-    print(f"wrote {RESULTS / 'grpo_curve.md'} and {RESULTS / 'grpo_curve.png'}")
+    fig.savefig(plot, dpi=120)
+    print(f"wrote {table} and {plot}")
 
 
 if __name__ == "__main__":
