@@ -14,6 +14,7 @@ import json
 
 import torch
 
+from machine import describe as describe_machine  # benchmarks/machine.py (the script's folder is on sys.path)
 from r1lab.models.precision import matmul_rate
 
 HIDDEN, INTERMEDIATE, KV, VOCAB, LAYERS_N = 576, 1536, 192, 49152, 30  # SmolLM2-135M (config.json; 3 KV heads x 64)
@@ -28,7 +29,7 @@ ROWS = {"decode (64 seqs)": 64, "train (4096 tokens)": 4096}
 def measure(threads: int | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
+    out = {"machine": describe_machine(), "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
     for label, M in ROWS.items():
         for dtype in (torch.float32, torch.bfloat16):
             # r1lab's own probe (the one `auto` precision uses), timed over 0.5 s per shape
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
     result = measure(args.threads)
-    print(f"torch {result['torch']}, {result['threads']} threads; GFLOP/s of torch.matmul")
+    print(f"{result['machine']}\ntorch {result['torch']}, {result['threads']} threads; GFLOP/s of torch.matmul")
     for label, row in result["rows"].items():
         layers = "  ".join(f"{n} {r:7.1f}" for n, r in row["per_layer"].items())
         print(f"{label:28s} model-weighted {row['model']:7.1f}   ({layers})")

@@ -146,3 +146,19 @@ def test_humaneval_scores_programs_in_the_sandbox(tmp_path, tiny_model_dir, scri
                                                            .splitlines()[0])["prompt"]  # code prompts keep their own
     assert m["score_errors"] == 0
     assert m["pass@1"] == pytest.approx(0.5) and m["pass@2"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("decode_speedup, expected", [(0.65, "float32"), (3.4, "bfloat16")])
+def test_auto_dtype_is_resolved_before_it_is_recorded(tmp_path, tiny_model_dir, scripted, monkeypatch,
+                                                      decode_speedup, expected):
+    from r1lab.models import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_speedups", lambda threads: (decode_speedup, 1.0))
+    cfg = config(tmp_path, tiny_model_dir, "sampling.n=2", "metrics.ks=[1]", "model.dtype=auto", "model.device=cpu")
+    result = run_eval(cfg, engine_factory=lambda: scripted(four_kinds))
+    assert result.results["sampling"]["dtype"] == expected
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["dtype"] == expected
+    # The cache is keyed by the resolved dtype: the same run asked for explicitly finds every generation cached.
+    again = run_eval(config(tmp_path, tiny_model_dir, "sampling.n=2", "metrics.ks=[1]", f"model.dtype={expected}",
+                            "model.device=cpu"), engine_factory=lambda: scripted(four_kinds))
+    assert again.generated_prompts == 0

@@ -80,3 +80,14 @@ def test_jobs_without_a_rollout_copy_are_left_alone(tmp_path):
     cfg = SimpleNamespace(model=SimpleNamespace(dtype="float32"))
     resolve_precision(cfg, CPU, tmp_path, resume=False)
     assert vars(cfg.model) == {"dtype": "float32"}
+
+
+def test_generation_dtype_resolves_auto_like_rollouts_and_keeps_explicit_dtypes(monkeypatch):
+    from r1lab.models.precision import generation_dtype
+
+    _measured(monkeypatch, 0.65, 3.0)  # only the decode-shape speedup decides a generate-only job
+    assert generation_dtype("cpu", "auto") == "float32"
+    _measured(monkeypatch, 3.4, 0.5)
+    assert generation_dtype(CPU, "auto") == "bfloat16"
+    monkeypatch.setattr(precision, "cpu_bf16_speedups", lambda threads: pytest.fail("measured an explicit dtype"))
+    assert generation_dtype("cpu", "float16") == "float16"

@@ -136,7 +136,9 @@ def run_generate(cfg, teacher: Teacher | None = None) -> dict:
         teacher.close()
     elapsed = time.perf_counter() - started
     summary = {
-        "output": str(path), "teacher": teacher.name, "task": cfg.task.name, "split": cfg.output.split,
+        "output": str(path), "teacher": teacher.name,
+        "teacher_dtype": getattr(teacher, "dtype", None),  # a local model's resolved dtype (teacher.dtype may be auto)
+        "task": cfg.task.name, "split": cfg.output.split,
         "prompts": len(examples), "k": k, "rows_expected": len(examples) * k, "rows_skipped": skipped,
         "rows_written": run["rows"], "rows_in_file": before["rows"] + run["rows"],
         "prices_per_million": {"input": price_in, "output": price_out},

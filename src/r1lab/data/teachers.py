@@ -124,11 +124,16 @@ class LocalTeacher:
         import torch
 
         from r1lab.models.loading import load_model
+        from r1lab.models.precision import generation_dtype
         from r1lab.rollout.hf import HFGenerateEngine
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        loaded = loaded or load_model(model_name, dtype=getattr(torch, dtype), device=device)
+        if loaded is None:
+            self.dtype = generation_dtype(device, dtype)
+            loaded = load_model(model_name, dtype=getattr(torch, self.dtype), device=device)
+        else:
+            self.dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
         self.name = model_name
         self.tokenizer = loaded.tokenizer
         self.engine = HFGenerateEngine(loaded.model.eval(), loaded.tokenizer, batch_size=batch_size)

@@ -111,6 +111,7 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
 
     from r1lab.evals.prompts import prompt_variants, render_prompts
     from r1lab.models.loading import cache_root, prepare_tokenizer, resolve_model_folder
+    from r1lab.models.precision import generation_dtype
     from r1lab.rollout.base import SamplingParams
     from r1lab.tasks import load_task
 
@@ -118,6 +119,10 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
         torch.set_num_threads(cfg.model.threads)
     run_dir = Path(cfg.log.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.model.device)
+    # Resolved before anything is recorded: config.json, the results and the generation cache's key name the dtype
+    # that generated, never "auto".
+    cfg.model.dtype = generation_dtype(device, cfg.model.dtype)
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     started = time.monotonic()
 
@@ -128,7 +133,6 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     prepare_tokenizer(tokenizer)
     t = cfg.task
     task = load_task(t.name, task_params(t), t.seed, t.train_size, t.eval_size, t.eval_path)
-    device = resolve_device(cfg.model.device)
     engine_cache: dict[str, Any] = {}
 
     def engine():  # loaded on first cache miss only

@@ -24,7 +24,9 @@ from r1lab.config import DTYPES, PromptConfig, TaskConfig, option, require, to_d
 @dataclass
 class PRMModelConfig:
     name: str = option("smollm2-135m", "the policy whose solutions are labelled; also the PRM's starting backbone")
-    dtype: str = option("bfloat16", "dtype the policy generates in (the PRM itself trains in float32)", DTYPES)
+    dtype: str = option("auto", "dtype the policy generates in (the PRM itself trains in float32); auto = bfloat16 "
+                                "where this device's bf16 matmuls are >= 1.2x fp32's, else float32",
+                        ("auto",) + DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
 
@@ -126,8 +128,11 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
         from r1lab.rollout.hf import HFGenerateEngine
         from r1lab.train.run_setup import resolve_device
 
-        loaded = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype),
-                            device=resolve_device(cfg.model.device))
+        from r1lab.models.precision import generation_dtype
+
+        device = resolve_device(cfg.model.device)
+        loaded = load_model(cfg.model.name, dtype=getattr(torch, generation_dtype(device, cfg.model.dtype)),
+                            device=device)
         tokenizer = loaded.tokenizer
         generator = EngineGenerator(HFGenerateEngine(loaded.model, tokenizer), tokenizer)
 

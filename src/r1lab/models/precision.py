@@ -76,3 +76,12 @@ def choose_precision(device: torch.device, rollout_dtype: str, autocast: str) ->
     rollout = rollout if rollout_dtype == "auto" else rollout_dtype
     train = train if autocast == "auto" else autocast
     return Precision(rollout, train, f"precision auto: rollouts {rollout}, training autocast {train} ({why})")
+
+
+def generation_dtype(device: torch.device | str, dtype: str) -> str:
+    """The dtype a generate-only job (eval, teacher, PRM data) runs in: ``auto`` resolves as GRPO's rollouts do
+    (bf16 where this device's bf16 matmuls are clearly faster, else fp32 on a CPU / fp16 on a GPU without bf16);
+    explicit dtypes pass through."""
+    if dtype != "auto":
+        return dtype
+    return choose_precision(torch.device(device), "auto", "none").rollout_dtype

@@ -188,14 +188,16 @@ def run_server(model_name: str, host: str = "127.0.0.1", port: int = 8000, dtype
     import torch
 
     from r1lab.models.loading import load_model
+    from r1lab.models.precision import generation_dtype
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = generation_dtype(device, dtype)
     loaded = load_model(model_name, dtype=getattr(torch, dtype), device=device)
     service = CompletionService(loaded.model, loaded.tokenizer, served_name or model_name, batch_size,
                                 fail_first, fail_status)
     server = make_server(service, host, port, verbose)
-    print(f"serving {served_name or model_name} at http://{host}:{server.server_address[1]}/v1 "
+    print(f"serving {served_name or model_name} ({dtype}) at http://{host}:{server.server_address[1]}/v1 "
           "(chat/completions, completions, models); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
