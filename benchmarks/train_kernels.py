@@ -9,8 +9,12 @@
 4. Three micro-batches of 8 sequences x 128 completion tokens through SmolLM2-135M, forward + backward under bf16
    autocast: each re-casting the weights in its own autocast region, against sharing one cast of them
    (r1lab.algos.logprobs.shared_weight_casts, as GRPO's optimizer pass does). The gradients must be equal.
+5. Activation checkpointing (``train.gradient_checkpointing``): one GRPO micro-batch of 16 sequences (2 prompts of
+   40 tokens x 8 completions of 128) through SmolLM2-135M in the training dtype of ``--dtype``, forward +
+   backward, with and without; the bytes autograd keeps for backward (counted with saved-tensor hooks), the
+   process's peak RSS growth, and the time.
 
-    .venv/bin/python benchmarks/train_kernels.py [--repeats 5]
+    .venv/bin/python benchmarks/train_kernels.py [--repeats 5] [--only checkpointing] [--autocast bfloat16]
 
 Each figure is the median of ``--repeats`` timed calls after one untimed call.
 """
@@ -123,15 +127,70 @@ def micro_batches(repeats: int) -> None:
           f"{one:.2f} s ({per / one:.2f}x); gradients bit-identical: {same}")
 
 
+def checkpointing(repeats: int, autocast: str) -> None:
+    import contextlib
+    import resource
+
+    from r1lab.algos.logprobs import attention_implementation, completion_logprobs, training_attention
+    from r1lab.models.checkpointing import enable_activation_checkpointing
+    from r1lab.models.loading import load_model
+
+    gen = torch.Generator().manual_seed(0)
+    prompt_ids, prompt_mask = torch.randint(100, 40000, (2, 40), generator=gen), torch.ones(2, 40, dtype=torch.long)
+    ids, mask = torch.randint(100, 40000, (16, 128), generator=gen), torch.ones(16, 128)
+    prompt_index = torch.arange(16) // 8
+
+    def step(model) -> int:
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        saved: dict[int, int] = {}  # storage -> bytes: views of one tensor and the weights count once / not at all
+
+        def pack(t):
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in weights:
+                saved[ptr] = t.untyped_storage().nbytes()
+            return t
+
+        model.zero_grad(set_to_none=True)
+        cast = torch.autocast("cpu", dtype=torch.bfloat16) if autocast == "bfloat16" else contextlib.nullcontext()
+        with attention_implementation(model, training_attention(model, 168)):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), cast:
+                logp, _ = completion_logprobs(model, prompt_ids, prompt_mask, ids, mask, prompt_index=prompt_index)
+            logp.sum().backward()
+        return sum(saved.values())
+
+    rows = {}
+    for replay in (True, False):  # with first: the peak RSS only ever grows, so the second figure is what it adds
+        model = load_model("smollm2-135m").model.train()
+        if replay:
+            enable_activation_checkpointing(model)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        saved = step(model)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        rows[replay] = saved, grown, median_seconds(lambda: step(model), repeats)
+        del model
+    (s0, g0, t0), (s1, g1, t1) = rows[False], rows[True]
+    print(f"activation checkpointing, 16 x (40 + 128) tokens, autocast {autocast}: activations kept for backward "
+          f"{s0 / 2**20:.0f} MB without, {s1 / 2**20:.0f} MB with ({s0 / max(s1, 1):.1f}x less); peak RSS grew "
+          f"{g1 / 1024:.0f} MB with (run first), then {g0 / 1024:.0f} MB more without; fwd+bwd {t0:.2f} s without, "
+          f"{t1:.2f} s with ({t1 / t0:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (median reported)")
+    parser.add_argument("--only", choices=("attention", "tile", "adamw", "micro_batches", "checkpointing"),
+                        help="run one piece only")
+    parser.add_argument("--autocast", choices=("none", "bfloat16"), default="none",
+                        help="the checkpointing piece's training precision (none = fp32, r1lab's choice on CPUs "
+                             "without AMX; bfloat16 on those with it)")
     args = parser.parse_args()
     print(f"machine: {describe_machine()}; {torch.get_num_threads()} threads")
-    attention(args.repeats)
-    tile(args.repeats)
-    adamw(args.repeats)
-    micro_batches(max(3, args.repeats // 2))
+    pieces = {"attention": lambda: attention(args.repeats), "tile": lambda: tile(args.repeats),
+              "adamw": lambda: adamw(args.repeats), "micro_batches": lambda: micro_batches(max(3, args.repeats // 2)),
+              "checkpointing": lambda: checkpointing(max(3, args.repeats // 2), args.autocast)}
+    for name, run in pieces.items():
+        if args.only in (None, name):
+            run()
 
 
 if __name__ == "__main__":

@@ -317,6 +317,9 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+    gradient_checkpointing: bool = option(False, "activation checkpointing, a memory option: each decoder layer keeps "
+                                                 "only its input and is recomputed in the backward pass (about one "
+                                                 "more forward of compute; prompts are then run once per completion, not once per group)")
     time_limit_minutes: float = option(10.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, held-out evaluation excluded; 0 = no limit")
 
@@ -401,6 +404,9 @@ class SFTTrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for the data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+    gradient_checkpointing: bool = option(False, "activation checkpointing, a memory option: each decoder layer keeps "
+                                                 "only its input and is recomputed in the backward pass (about one "
+                                                 "more forward of compute; a distillation teacher is not trained and keeps nothing)")
     time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, held-out evaluation excluded; 0 = no limit")
 

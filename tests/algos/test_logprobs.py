@@ -348,3 +348,34 @@ def test_shared_weight_casts_same_gradients_and_no_stale_copy_after_the_block(to
         with shared_weight_casts("cpu"):
             after = logp_now()
     assert not torch.equal(before, after)
+
+
+def test_checkpointed_policy_runs_rows_whole_with_the_same_values_and_gradients(tok):
+    # With activation checkpointing the shared prompt cache gives way to one cache-free forward per row (a replayed
+    # layer must not append to a cache twice); log-probs, entropies and gradients must not change.
+    from r1lab.models.checkpointing import enable_activation_checkpointing
+
+    shared, replayed = tiny_model(tok, seed=4).train(), tiny_model(tok, seed=4).train()
+    enable_activation_checkpointing(replayed)
+    prompts = [tok.encode(s) for s in ("What is 2+3?", "Hi")]
+    completions = [tok.encode(s) for s in ("5", "<answer>5</answer>", "x", "wxyz 12")]
+    completions[0].append(tok.eos_token_id)
+    prompt_index = torch.tensor([0, 0, 1, 1])
+    prompt_ids, prompt_mask = _left_pad(prompts, tok.pad_token_id)
+    completion_ids, completion_mask = _right_pad(completions, tok.pad_token_id)
+    weights = torch.randn(completion_ids.shape, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for name, model in (("shared", shared), ("replayed", replayed)):
+        logp, entropy = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                            with_entropy=True, prompt_index=prompt_index)
+        (logp * weights * completion_mask).sum().backward()
+        results[name] = logp.detach(), entropy, {n: p.grad.clone() for n, p in model.named_parameters()}
+    m = completion_mask.bool()
+    torch.testing.assert_close(results["replayed"][0][m], results["shared"][0][m], rtol=0, atol=1e-5)
+    torch.testing.assert_close(results["replayed"][1][m], results["shared"][1][m], rtol=0, atol=1e-5)
+    for name, grad in results["shared"][2].items():
+        torch.testing.assert_close(results["replayed"][2][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    expected = oracle_logprobs(shared, [prompts[i] for i in prompt_index.tolist()], completions)
+    for b, row in enumerate(expected):
+        torch.testing.assert_close(results["replayed"][0][b, : len(row)].double(), torch.tensor(row, dtype=torch.float64),
+                                   rtol=0, atol=1e-5)

@@ -60,6 +60,24 @@ def test_packed_loss_and_gradients_equal_unpacked(attn, with_teacher):
     assert abs(crossed - unpacked) > 1e-3  # the comparison is sensitive to examples seeing each other
 
 
+@pytest.mark.parametrize("pack", [False, True], ids=["rows", "packed"])
+def test_gradient_checkpointing_keeps_loss_and_gradients(pack):
+    from r1lab.models.checkpointing import enable_activation_checkpointing
+
+    tok = tiny_tokenizer()
+    plain, replayed = tiny_model(tok, seed=5).train(), tiny_model(tok, seed=5).train()
+    enable_activation_checkpointing(replayed)
+    cfg = SFTConfig()
+    cfg.model.autocast = "none"
+    rows = [SFTRow(f"f:{i}", str(i), prompt=f"{i}+{i * 7}", completion="y" * (3 + i)) for i in range(5)]
+    examples = [render_row(r, tok, "plain", "", "") for r in rows]
+    loss_plain, grads_plain = loss_and_grads(cfg, plain, None, examples, pack=pack, rows_per_batch=2)
+    loss_replayed, grads_replayed = loss_and_grads(cfg, replayed, None, examples, pack=pack, rows_per_batch=2)
+    assert loss_replayed == pytest.approx(loss_plain, rel=1e-6)
+    for name, grad in grads_plain.items():
+        torch.testing.assert_close(grads_replayed[name], grad, atol=1e-7, rtol=1e-5, msg=name)
+
+
 def test_model_check_refuses_attention_across_examples_and_foreign_logits():
     tok = tiny_tokenizer()
     model = tiny_model(tok)

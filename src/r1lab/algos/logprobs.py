@@ -9,6 +9,7 @@ import torch
 
 from r1lab.algos.gqa_attention import GQA_EAGER, GQA_EAGER_MODELS
 from r1lab.algos.gqa_attention import register as register_gqa_eager
+from r1lab.models.checkpointing import replays_layers
 from r1lab.models.kv_cache import cache_argument_name, output_cache
 
 # Longest prompt + completion trained with eager attention on CPU (see ``training_attention``)
@@ -195,7 +196,8 @@ def completion_logprobs(
     values exactly as in the unshared forward; the prompt forward costs U/B of it. Position ids come from the
     attention mask so left-padded rows see the positions generate() gave them. Only real completion tokens
     (``completion_mask`` > 0) go through the LM head, in tiles (``chunked_logprobs``); log-probs and entropies of
-    masked-out positions are 0. Attention: ``training_attention`` (eager for short sequences on CPU).
+    masked-out positions are 0. Attention: ``training_attention`` (eager for short sequences on CPU). When the model
+    checkpoints its layers (``r1lab.models.checkpointing``) each row runs prompt + completion in one forward.
     """
     B, C = completion_ids.shape
     if prompt_index is None:
@@ -208,8 +210,15 @@ def completion_logprobs(
     # Columns past every row's last real token change nothing: run only up to the longest completion
     used = int(completion_mask.sum(dim=1).max()) if B else 0
     ids, mask = completion_ids[:, : max(used, 1)], completion_mask[:, : max(used, 1)]
-    with attention_implementation(model, training_attention(model, prompt_ids.shape[1] + ids.shape[1])):
-        hidden = _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
+    if replays_layers(model):
+        # Activation checkpointing replays each layer in the backward pass. A replay must not append to a KV cache
+        # again, so each row runs prompt + completion in one cache-free forward; and it runs after this function
+        # returns, so the attention it must match is the model's current one, which the caller chooses for forward
+        # and backward alike (GRPO's optimizer pass does), not a switch that ends with this call.
+        hidden = _hidden_states_per_row(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
+    else:
+        with attention_implementation(model, training_attention(model, prompt_ids.shape[1] + ids.shape[1])):
+            hidden = _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
     # 3. the LM head and log-softmax on real completion tokens only, a tile at a time
     real = mask.bool()  # (B, C')
     token_logp, token_entropy = chunked_logprobs(hidden[real], head.weight, ids[real], temperature, with_entropy)
@@ -238,6 +247,17 @@ def _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index) -
                                   **{cache_argument_name(backbone): cache})
         hidden = torch.cat([hidden, completion_out.last_hidden_state], dim=1)  # (B, C', H)
     return hidden
+
+
+def _hidden_states_per_row(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index) -> torch.Tensor:
+    """The same (B, C', H) as ``_hidden_states`` from one forward of each row's prompt + completion, no cache (the
+    form activation checkpointing can replay); the prompt is computed once per row instead of once per prompt."""
+    P = prompt_ids.shape[1]
+    full_ids = torch.cat([prompt_ids[prompt_index], ids[:, :-1]], dim=1)  # the last token predicts nothing
+    full_mask = torch.cat([prompt_mask[prompt_index], mask[:, :-1].long()], dim=1)
+    out = backbone(input_ids=full_ids, attention_mask=full_mask, position_ids=position_ids_from_mask(full_mask),
+                   use_cache=False)
+    return out.last_hidden_state[:, P - 1 :]  # position P - 1 + t predicts completion token t
 
 
 def _pad_to(mask: torch.Tensor, width: int) -> torch.Tensor:

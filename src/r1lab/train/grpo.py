@@ -6,6 +6,7 @@ DAPO, RLOO) are selected by name from ``r1lab.algos``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -19,9 +20,10 @@ from pathlib import Path
 import torch
 
 from r1lab.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, clipped_policy_loss
-from r1lab.algos.logprobs import completion_logprobs, shared_weight_casts
+from r1lab.algos.logprobs import attention_implementation, completion_logprobs, shared_weight_casts, training_attention
 from r1lab.config import GRPOConfig
 from r1lab.evals.accuracy import evaluate_accuracy
+from r1lab.models.checkpointing import enable_activation_checkpointing, replays_layers
 from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
@@ -59,6 +61,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size,
                               min_new_tokens=cfg.rollout.min_new_tokens, fast_decode=cfg.rollout.fast_decode,
                               native_kernels=cfg.rollout.native_kernels)
+    if cfg.train.gradient_checkpointing:  # after the copies above: only the trained policy replays its layers
+        enable_activation_checkpointing(policy)
     task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
                      cfg.task.eval_path)
     ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
@@ -236,9 +240,17 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
     skipped, grad_norm = False, float("nan")
     policy.train()
+    # With activation checkpointing the layers run again in backward, with the attention they ran forward: one
+    # choice for the whole pass, sized by the batch's full width (completion_logprobs switches per call otherwise)
+    width = batch.prompt_ids.shape[1] + batch.completion_ids.shape[1]
+    replay = replays_layers(policy)
+
+    def attention():  # a fresh context each pass (num_iterations > 1)
+        return attention_implementation(policy, training_attention(policy, width)) if replay else contextlib.nullcontext()
+
     for iteration in range(algo.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        with shared_weight_casts(device_type):  # one bf16 copy of the weights for all micro-batches of this pass
+        with attention(), shared_weight_casts(device_type):  # one bf16 copy of the weights for the pass's micro-batches
             for j, idx in enumerate(micro):
                 logp, entropy = forward(policy, idx, with_entropy=iteration == 0)
                 old = old_logps[j] if old_logps is not None else logp.detach()

@@ -22,6 +22,7 @@ from r1lab.algos.distill import IGNORE, chunked_sft_loss
 from r1lab.config import SFTConfig
 from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_overlap, micro_batches, read_sft_rows,
                                  render_row, split_held_out)
+from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
@@ -62,6 +63,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
     policy, tokenizer = loaded.model, loaded.tokenizer
     check_model_forward(policy, cfg.data.pack)
+    if cfg.train.gradient_checkpointing:
+        enable_activation_checkpointing(policy)
     teacher = load_teacher(cfg, policy, tokenizer, device) if cfg.distill.teacher else None
     data = tokenize_rows(cfg, rows, tokenizer)
     print(f"sft data: {data.stats['train_examples']} training examples ({data.stats['train_tokens']} trained "
