@@ -32,7 +32,7 @@ def _saved_bytes_and_grads(model, ids):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = model(input_ids=ids, use_cache=False).logits.float().logsumexp(-1).mean()
     loss.backward()
-    return sum(saved), float(loss), {n: p.grad.clone() for n, p in model.named_parameters()}
+    return sum(saved), float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 def test_checkpointed_layers_keep_loss_and_gradients_and_save_less_for_backward():
