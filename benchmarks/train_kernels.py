@@ -10,7 +10,7 @@
    autocast: each re-casting the weights in its own autocast region, against sharing one cast of them
    (r1lab.algos.logprobs.shared_weight_casts, as GRPO's optimizer pass does). The gradients must be equal.
 5. Activation checkpointing (``train.gradient_checkpointing``): one GRPO micro-batch of 16 sequences (2 prompts of
-   40 tokens x 8 completions of 128) through SmolLM2-135M in the training dtype of ``--dtype``, forward +
+   40 tokens x 8 completions of 128) through SmolLM2-135M in the precision of ``--autocast``, forward +
    backward, with and without; the bytes autograd keeps for backward (counted with saved-tensor hooks), the
    process's peak RSS growth, and the time.
 

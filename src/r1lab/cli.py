@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from r1lab.config import ConfigError, GRPOConfig, describe, load_config
+from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, ConfigError, GRPOConfig, describe, load_config
 
 CONFIG_EPILOG = "config keys (set in the YAML file or with --set KEY=VALUE):\n"
 
@@ -259,9 +259,8 @@ def _add_data_parsers(sub) -> None:
     srv.add_argument("model", help="HF folder, .gguf file, hub id in the local cache, or smollm2-135m")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, local only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    srv.add_argument("--dtype", default="float32", choices=("auto", "float32", "bfloat16", "float16"),
-                     help="dtype the model generates in (default float32; auto = bfloat16 where this device's bf16 "
-                          "matmuls are >= 1.2x fp32's, else float32)")
+    srv.add_argument("--dtype", default="float32", choices=GENERATION_DTYPES,
+                     help=f"dtype the model generates in (default float32; {AUTO_DTYPE_HELP})")
     srv.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     srv.add_argument("--batch-size", type=int, default=16, help="sequences generated at once for n > 1 (default 16)")
     srv.add_argument("--served-name", help="model name reported by /v1/models and in responses (default: MODEL)")

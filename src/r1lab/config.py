@@ -165,6 +165,13 @@ def require(condition: bool, key: str, message: str) -> None:
 from dataclasses import dataclass, field  # noqa: E402
 
 DTYPES = ("float32", "bfloat16", "float16")
+# Generate-only jobs (eval, teachers, PRM data, serve) also take auto, resolved by r1lab.models.precision
+GENERATION_DTYPES = ("auto",) + DTYPES
+AUTO_DTYPE_HELP = ("auto = bfloat16 where this device's bf16 matmuls are >= 1.2x fp32's (measured once on a CPU), "
+                   "else float32")
+# The memory option of the training jobs (r1lab.models.checkpointing)
+CHECKPOINTING_HELP = ("activation checkpointing, a memory option: each decoder layer keeps only its input and is "
+                      "recomputed in the backward pass (about one more forward of compute")
 
 
 @dataclass
@@ -317,9 +324,8 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    gradient_checkpointing: bool = option(False, "activation checkpointing, a memory option: each decoder layer keeps "
-                                                 "only its input and is recomputed in the backward pass (about one "
-                                                 "more forward of compute; prompts are then run once per completion, not once per group)")
+    gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; prompts are then run once per completion, "
+                                                                      "not once per group)")
     time_limit_minutes: float = option(10.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, held-out evaluation excluded; 0 = no limit")
 
@@ -404,9 +410,8 @@ class SFTTrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for the data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    gradient_checkpointing: bool = option(False, "activation checkpointing, a memory option: each decoder layer keeps "
-                                                 "only its input and is recomputed in the backward pass (about one "
-                                                 "more forward of compute; a distillation teacher is not trained and keeps nothing)")
+    gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; a distillation teacher is not trained and "
+                                                                      "keeps nothing)")
     time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, held-out evaluation excluded; 0 = no limit")
 

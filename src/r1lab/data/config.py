@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from r1lab.config import DTYPES, PromptConfig, TaskConfig, option, require
+from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, PromptConfig, TaskConfig, option, require
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -29,8 +29,7 @@ class TeacherConfig:
     backoff_s: float = option(1.0, "endpoint: wait before the first retry, doubled each retry (max 60 s); a "
                                    "Retry-After header wins")
     timeout_s: float = option(600.0, "endpoint: seconds to wait for one response")
-    dtype: str = option("float32", "local model: dtype it generates in; auto = bfloat16 where this device's bf16 "
-                                   "matmuls are >= 1.2x fp32's, else float32", ("auto",) + DTYPES)
+    dtype: str = option("float32", f"local model: dtype it generates in; {AUTO_DTYPE_HELP}", GENERATION_DTYPES)
     device: str = option("auto", "local model: cpu, cuda, cuda:N, or auto (cuda when available)")
     batch_size: int = option(32, "local model: sequences generated at once (whole groups of k)")
     format: str = option("plain", "program teachers: plain (steps ending with the answer, e.g. 'So 47 + 38 = 85.' or "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from r1lab.config import DTYPES, ConfigError, PromptConfig, TaskConfig, option, require
+from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, ConfigError, PromptConfig, TaskConfig, option, require
 from r1lab.evals.metrics import DEFAULT_REFLECTION_WORDS
 
 # Keys a prompt variant may override (the fields of EvalPromptConfig).
@@ -27,10 +27,8 @@ BUILTIN_VARIANTS = {
 @dataclass
 class EvalModelConfig:
     name: str = option("smollm2-135m", "HF folder, .gguf file, hub id in the local cache, or the alias smollm2-135m")
-    dtype: str = option("float32", "dtype the model generates in; auto = bfloat16 where this device's bf16 matmuls "
-                                   "are >= 1.2x fp32's (measured once on a CPU), else float32. float32 by default "
-                                   "so scores compare across machines; the resolved dtype is recorded",
-                        ("auto",) + DTYPES)
+    dtype: str = option("float32", f"dtype the model generates in; {AUTO_DTYPE_HELP}. float32 by default so scores "
+                                   "compare across machines; the resolved dtype is recorded", GENERATION_DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
 

@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1lab.config import DTYPES, PromptConfig, TaskConfig, option, require, to_dict
+from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, PromptConfig, TaskConfig, option, require, to_dict
 
 
 @dataclass
 class PRMModelConfig:
     name: str = option("smollm2-135m", "the policy whose solutions are labelled; also the PRM's starting backbone")
-    dtype: str = option("auto", "dtype the policy generates in (the PRM itself trains in float32); auto = bfloat16 "
-                                "where this device's bf16 matmuls are >= 1.2x fp32's, else float32",
-                        ("auto",) + DTYPES)
+    dtype: str = option("auto", f"dtype the policy generates in (the PRM itself trains in float32); {AUTO_DTYPE_HELP}",
+                        GENERATION_DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
 
@@ -126,9 +125,8 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
         from r1lab.infer.generation import EngineGenerator
         from r1lab.models.loading import load_model
         from r1lab.rollout.hf import HFGenerateEngine
-        from r1lab.train.run_setup import resolve_device
-
         from r1lab.models.precision import generation_dtype
+        from r1lab.train.run_setup import resolve_device
 
         device = resolve_device(cfg.model.device)
         loaded = load_model(cfg.model.name, dtype=getattr(torch, generation_dtype(device, cfg.model.dtype)),
