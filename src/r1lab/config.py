@@ -167,8 +167,8 @@ from dataclasses import dataclass, field  # noqa: E402
 DTYPES = ("float32", "bfloat16", "float16")
 # Generate-only jobs (eval, teachers, PRM data, serve) also take auto, resolved by r1lab.models.precision
 GENERATION_DTYPES = ("auto",) + DTYPES
-AUTO_DTYPE_HELP = ("auto = bfloat16 where this device's bf16 matmuls are >= 1.2x fp32's (measured once on a CPU), "
-                   "else float32")
+AUTO_DTYPE_HELP = ("auto = bfloat16 where this device has fast bf16 matmuls (a GPU with bf16, a CPU with AMX, read "
+                   "from its feature flags), else float32")
 # The memory option of the training jobs (r1lab.models.checkpointing)
 CHECKPOINTING_HELP = ("activation checkpointing, a memory option: each decoder layer keeps only its input and is "
                       "recomputed in the backward pass (about one more forward of compute")
@@ -179,13 +179,13 @@ class ModelConfig:
     name: str = option("smollm2-135m", "HF folder, .gguf file, hub id in the local cache, or the alias smollm2-135m")
     train_dtype: str = option("float32", "dtype of the trained (master) weights", DTYPES)
     rollout_dtype: str = option("auto", "dtype of the generation copy, re-synced after every step (a copy only when "
-                                        "it differs from train_dtype); auto = bfloat16 where this device's bf16 "
-                                        "matmuls are faster than fp32's (GPUs with bf16, CPUs with AMX; measured on "
-                                        "a CPU), else float32", ("auto",) + DTYPES)
+                                        "it differs from train_dtype); auto = bfloat16 where this device has fast "
+                                        "bf16 matmuls (GPUs with bf16, CPUs with AMX, read from the CPU's feature "
+                                        "flags, never timed), else float32", ("auto",) + DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
     autocast: str = option("auto", "autocast dtype for the training forward/backward (master weights stay in "
-                                   "train_dtype); none = off; auto = bfloat16 where this device's bf16 matmuls are "
-                                   "faster than fp32's, else none. config.json records what auto chose",
+                                   "train_dtype); none = off; auto = bfloat16 where this device has fast bf16 "
+                                   "matmuls (as rollout_dtype), else none. config.json records what auto chose",
                            ("auto", "none", "bfloat16", "float16"))
 
 

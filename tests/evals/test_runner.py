@@ -148,12 +148,13 @@ def test_humaneval_scores_programs_in_the_sandbox(tmp_path, tiny_model_dir, scri
     assert m["pass@1"] == pytest.approx(0.5) and m["pass@2"] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("decode_speedup, expected", [(0.65, "float32"), (3.4, "bfloat16")])
+@pytest.mark.parametrize("features, expected", [(("avx512_bf16", "avx2"), "float32"),
+                                               (("amx_bf16", "amx_tile", "avx2"), "bfloat16")])
 def test_auto_dtype_is_resolved_before_it_is_recorded(tmp_path, tiny_model_dir, scripted, monkeypatch,
-                                                      decode_speedup, expected):
+                                                      features, expected):
     from r1lab.models import precision
 
-    monkeypatch.setattr(precision, "cpu_bf16_speedups", lambda threads: (decode_speedup, 1.0))
+    monkeypatch.setattr(precision, "cpu_matrix_features", lambda: features)
     cfg = config(tmp_path, tiny_model_dir, "sampling.n=2", "metrics.ks=[1]", "model.dtype=auto", "model.device=cpu")
     result = run_eval(cfg, engine_factory=lambda: scripted(four_kinds))
     assert result.results["sampling"]["dtype"] == expected

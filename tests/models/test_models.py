@@ -23,6 +23,20 @@ def test_unknown_model_names_say_what_to_do(tmp_path):
         resolve_model_folder(str(tmp_path))
 
 
+def test_a_wrong_model_name_fails_before_the_run_folder_is_touched(tmp_path):
+    import time
+
+    from r1lab.config import GRPOConfig
+    from r1lab.train.run_setup import start_run
+
+    cfg = GRPOConfig()
+    cfg.model.name, cfg.log.output_dir = str(tmp_path / "no-such-model"), str(tmp_path / "run")
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        start_run(cfg, resume=False)
+    assert time.monotonic() - start < 5 and not (tmp_path / "run").exists()
+
+
 def test_r1_zero_template_is_the_reports():
     ex = Example(id="1", prompt="What is 2 + 2?", answer="4")
     text = build_prompt(ex, None, "r1_zero")

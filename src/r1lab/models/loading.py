@@ -34,17 +34,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("R1LAB_CACHE", Path.home() / ".cache" / "r1lab"))
 
 
-def resolve_model_folder(name: str) -> Path:
-    """Turn a model name into a local HF folder, converting GGUF files once and caching the result."""
+def locate_model(name: str) -> Path:
+    """The model's source, checked but not converted: a .gguf file, or an HF folder. Cheap (no weights are read),
+    so a job calls it first and a wrong name fails in well under a second, before anything is written."""
     if name.lower() in EMBEDDED_ALIASES:
         from r1lab.models.embedded import embedded_gguf_path
 
-        return gguf_to_hf_folder(embedded_gguf_path(), cache_name="smollm2-135m-instruct")
+        return embedded_gguf_path()
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
-        return gguf_to_hf_folder(path)
+        return path
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is a folder but has no config.json; it is not a Hugging Face model folder")
@@ -52,6 +53,15 @@ def resolve_model_folder(name: str) -> Path:
     if path.exists():
         raise ValueError(f"model {name!r}: expected a folder, a .gguf file, a hub id or the alias 'smollm2-135m'")
     return _hub_cache_folder(name)
+
+
+def resolve_model_folder(name: str) -> Path:
+    """Turn a model name into a local HF folder, converting GGUF files once and caching the result."""
+    source = locate_model(name)
+    if source.suffix != ".gguf":
+        return source
+    embedded = name.lower() in EMBEDDED_ALIASES
+    return gguf_to_hf_folder(source, cache_name="smollm2-135m-instruct" if embedded else None)
 
 
 def _hub_cache_folder(repo_id: str) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from r1lab.config import to_dict
+from r1lab.models.loading import locate_model
 from r1lab.models.precision import choose_precision
 from r1lab.train import checkpoint as ckpt
 
@@ -41,6 +42,7 @@ class RunStart(NamedTuple):
 
 def start_run(cfg: Any, resume: bool) -> RunStart:
     """For a trainer config with ``log.output_dir``, ``train.threads``, ``train.seed`` and ``model.device``."""
+    locate_model(cfg.model.name)  # a wrong model name fails now, before the run folder is touched
     run_dir = Path(cfg.log.output_dir)
     checkpoints = ckpt.open_run_dir(run_dir, resume)
     if cfg.train.threads:
