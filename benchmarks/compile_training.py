@@ -1,4 +1,4 @@
-"""torch.compile of training's decoder layers: does it pay on this CPU? (tried in session 8, not adopted)
+"""torch.compile of training's decoder layers: does it pay on this CPU? (Measured: no, so r1lab trains eagerly.)
 
 One GRPO micro-batch of 16 sequences (2 prompts of 40 tokens x 8 completions of 128, one of 100 to change the
 shape) through SmolLM2-135M in fp32, forward + backward with r1lab's ``completion_logprobs``, eager or with every

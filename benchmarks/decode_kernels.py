@@ -1,12 +1,12 @@
-"""Two pieces of a decode step on this CPU, each against the form it replaced.
+"""Pieces of a decode step on this CPU, each against the plain PyTorch form.
 
 1. The matmuls: bf16 ``F.linear`` against pre-packed oneDNN weights (r1lab.rollout.packed_linear), on
    LlamaDecoder's shapes for SmolLM2-135M: fused q/k/v (960 x 576), o (576 x 576), fused gate/up (3072 x 576),
    down (576 x 1536) in each of 30 layers, and the 49,152-row LM head, at 64 rows (8 prompts x 8 samples).
    Prints microseconds per call and per decode step, and checks the outputs are bit-identical.
 2. Sampling one token per row from (64, 49,152) bf16 logits at temperature 1, with EOS banned (min_new_tokens)
-   and without: r1lab's ``next_tokens`` in the decode loop's kept buffer against the fresh-tensor form it
-   replaced (fp32 copy, softmax, draw, log of the drawn probability).
+   and without: r1lab's ``next_tokens`` in the decode loop's kept buffer against the plain fresh-tensor
+   form (fp32 copy, softmax, draw, log of the drawn probability).
 3. One layer's attention at 64 rows (SmolLM2-135M's heads) over 40, 100 and 163 cached tokens: SDPA, as the
    PyTorch decode step calls it, against r1lab's C kernel (r1lab.rollout.native_kernels), with each one's largest
    error against an fp64 reference.
@@ -73,7 +73,7 @@ def main() -> None:
 
 
 def _fresh_tensor_sampling(logits: torch.Tensor, banned: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The form next_tokens replaced: every (rows, V) intermediate a new tensor."""
+    """The plain form of next_tokens: every (rows, V) intermediate a new tensor."""
     x = logits.float()
     if banned is not None:
         x = x.index_fill(1, banned, float("-inf"))

@@ -1,4 +1,4 @@
-"""Distillation vs RL at the same wall-clock budget (issue 4; the R1 report's Table 6 finding, at our scale).
+"""Distillation vs RL at the same wall-clock budget (the R1 report's Table 6 finding, at our scale).
 
     .venv/bin/python benchmarks/distill_vs_rl.py [--minutes 5] [--out runs/distill_vs_rl]
 

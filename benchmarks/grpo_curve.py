@@ -6,12 +6,12 @@ them with a 4-step rolling mean, and compares the two sides' mean reward over th
 the steps (standard errors over steps; the two curves sample different completions, so they are independent
 draws of the same process and agree when their difference is within ~2 combined standard errors).
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py --tag _curve --steps 24 --warmup 0 --trl-bf16 on \\
-        --set rollout.max_new_tokens=64 --set 'task.params={...}'
-    .venv/bin/python benchmarks/grpo_curve.py --tag _curve
-    .venv/bin/python benchmarks/grpo_curve.py --tag _curve2 --trl-tag _curve   # r1lab re-run, TRL's earlier run
+    .venv/bin/python benchmarks/grpo_vs_trl.py --tag _curve_fp32_nonamx --steps 24 --warmup 0 --trl-bf16 off \\
+        --set rollout.max_new_tokens=64 --set task.seed=1234 --set 'task.params={...}'
+    .venv/bin/python benchmarks/grpo_curve.py --tag _curve_fp32_nonamx
 
-Writes benchmarks/results/grpo_curve.{md,png} (``--out NAME`` for NAME.{md,png}, to keep several comparisons).
+Writes benchmarks/results/grpo<TAG>.{md,png}, e.g. grpo_curve_fp32_nonamx.{md,png} (``--out NAME`` for another
+name). Name the tag after what the comparison holds fixed (precision, machine), so several comparisons coexist.
 """
 
 from __future__ import annotations
@@ -52,13 +52,15 @@ def compare(r1lab: list[float], trl: list[float]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tag", default="_curve", help="the --tag the grpo_vs_trl.py run used")
+    parser.add_argument("--tag", required=True, help="the --tag the grpo_vs_trl.py run used, e.g. _curve_fp32_nonamx")
     parser.add_argument("--trl-tag", default=None,
-                        help="TRL's side from another run's tag (default: --tag), to re-run only r1lab's side after "
-                             "r1lab's code changed: same prompts, seed and settings, TRL's code unchanged")
-    parser.add_argument("--out", default="grpo_curve",
-                        help="file stem under benchmarks/results for the table (.md) and plot (.png)")
+                        help="TRL's side from a run with another tag (default: --tag), when the two sides were run "
+                             "separately (same prompts, seed and settings)")
+    parser.add_argument("--out", default=None,
+                        help="file stem under benchmarks/results for the table (.md) and plot (.png); default "
+                             "grpo<TAG>")
     args = parser.parse_args()
+    args.out = args.out or f"grpo{args.tag}"
     trl_tag = args.trl_tag or args.tag
     r1lab, raw_r = _rewards(args.tag, "r1lab")
     trl, raw_t = _rewards(trl_tag, "trl")

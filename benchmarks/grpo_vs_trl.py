@@ -17,8 +17,9 @@ zero-advantage sequences, whose gradient is exactly zero with beta = 0; TRL runs
     .venv/bin/python benchmarks/grpo_vs_trl.py --steps 3 --warmup 1 [--ignore-eos] [--only trl|r1lab]
         [--trl-bf16 on|off] [--combine]
 
-Results go to benchmarks/results/grpo_vs_trl[_ignore_eos]_<side>.json; ``--combine`` prints the comparison from
-those files without running anything (to run the sides separately on a shared machine).
+Results go to benchmarks/results/grpo_vs_trl[_ignore_eos]_<side><tag>.json, the tag naming what the run holds
+fixed (precision, machine: e.g. ``--tag _fp32_nonamx``); ``--combine`` prints the comparison from those files without
+running anything (to run the sides separately on a shared machine).
 The last line printed is ``speedup vs TRL: X.XXx (r1lab S1 s/step, TRL S2 s/step)``.
 """
 
@@ -223,7 +224,7 @@ def main() -> None:
                         help="config override (KEY=VALUE); TRL follows task.*, prompt.*, rollout.max_new_tokens / "
                              "group_size / temperature / top_p, train.lr / prompts_per_step, algo.beta")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each side (0 = torch default)")
-    parser.add_argument("--tag", default="", help="suffix of the JSON file names (e.g. a variant's name)")
+    parser.add_argument("--tag", default="", help="suffix of the JSON file names: the variant, e.g. _fp32_nonamx")
     parser.add_argument("--child", choices=("trl", "r1lab"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,7 +253,7 @@ def main() -> None:
             sys.exit(f"{path} missing: run the {side} side first (--only {side})")
         raw = json.loads(path.read_text())
         summary[side] = summarise(raw, args.warmup if raw.get("warmup") is None else raw["warmup"], N)
-        machines[side] = raw.get("machine", "not recorded (a results file from before machines were recorded)")
+        machines[side] = raw.get("machine", "not recorded in this results file")
     if machines["r1lab"] != machines["trl"]:  # a side read back from an earlier run may come from another machine
         print("\n" + "\n".join(f"{side} ran on: {machine}" for side, machine in machines.items()))
     print(f"\n{describe_machine()}; transformers {metadata.version('transformers')}, trl "

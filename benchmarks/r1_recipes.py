@@ -1,4 +1,4 @@
-"""The R1 report's comparison at our scale (issue 7): R1-Zero style vs the full R1 pipeline vs distillation alone.
+"""The R1 report's comparison at our scale: R1-Zero style vs the full R1 pipeline vs distillation alone.
 
     .venv/bin/python benchmarks/r1_recipes.py [--only zero|pipeline|distill] [--fresh] [--out benchmarks/results]
 

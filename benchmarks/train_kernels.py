@@ -1,4 +1,4 @@
-"""Three pieces of a GRPO training step on this CPU, each against the form it replaced.
+"""Pieces of a GRPO training step on this CPU, each against the plain form.
 
 1. One layer's attention, forward + backward, at GRPO's shapes for SmolLM2-135M (16 sequences, 127 queries over
    167 keys, 9 query / 3 key-value heads, head dim 64, bf16, a causal + left-padding mask): r1lab's grouped-query

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, ConfigError, GRPOConfig, describe, load_config
+from r1lab.models.embedded import EmbeddedModelMissing  # standard library only: `--help` stays fast
 
 CONFIG_EPILOG = "config keys (set in the YAML file or with --set KEY=VALUE):\n"
 
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except EmbeddedModelMissing as err:  # any job on the default model, also serve and pipeline, in one line
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -193,7 +197,7 @@ DATA_COMMANDS = ("generate", "filter", "journey", "serve")
 
 
 def _add_data_parsers(sub) -> None:
-    """Distillation data (issue 4): generate -> filter -> journey; and serve, an OpenAI-compatible server."""
+    """Distillation data: generate -> filter -> journey; and serve, an OpenAI-compatible server."""
     from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 
     def config_args(p: argparse.ArgumentParser) -> None:

@@ -479,7 +479,7 @@ class SFTConfig:
     log: SFTLogConfig = field(default_factory=SFTLogConfig)
 
 
-# --- r1lab rm: reward model on preference pairs (issue 7) -----------------------------------------------------
+# --- r1lab rm: reward model on preference pairs -------------------------------------------------------------
 @dataclass
 class RMModelConfig:
     name: str = option("smollm2-135m", "causal LM whose backbone initialises the reward model (HF folder, .gguf, "

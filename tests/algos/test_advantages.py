@@ -1,4 +1,4 @@
-"""r1lab.algos.advantages: hand-computed groups and a plain-Python loop oracle (DESIGN principle 2)."""
+"""r1lab.algos.advantages: hand-computed groups and a plain-Python loop oracle (docs/architecture.md principle 2)."""
 
 from __future__ import annotations
 

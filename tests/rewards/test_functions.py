@@ -1,5 +1,5 @@
 """r1lab.rewards.functions and r1lab.rewards.combine: format/tag-count/accuracy rewards and their weighted sum,
-including the "verifiers never hide failures" rule (DESIGN principle 6)."""
+including the "verifiers never hide failures" rule (docs/architecture.md principle 6)."""
 
 from __future__ import annotations
 
@@ -169,8 +169,8 @@ def raising_reward():
 
 
 def test_raising_reward_sets_error_nan_and_invalid(raising_reward):
-    # DESIGN principle 6: a verifier failure is surfaced (error, NaN total, valid False) so the sample gets no
-    # advantage, instead of being silently scored 0 like a wrong answer.
+    # docs/architecture.md principle 6: a verifier failure is surfaced (error, NaN total, valid False) so the sample
+    # gets no advantage, instead of being silently scored 0 like a wrong answer.
     weights = {"format": 1.0, raising_reward: 1.0, "tag_count": 1.0}
     res = score_completion("<think>a</think><answer>5</answer>", EX, weights, ctx())
     assert res.valid is False

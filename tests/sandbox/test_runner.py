@@ -1,5 +1,5 @@
 """r1lab.sandbox runner and pool: passing, partial and failing programs, timeouts, the output cap, the plain-data
-boundary, and infrastructure failures kept apart from wrong answers (DESIGN principle 6)."""
+boundary, and infrastructure failures kept apart from wrong answers (docs/architecture.md principle 6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Configs of the distillation-data jobs: `r1lab generate`, `r1lab filter`, `r1lab journey` (trace format: see
-r1lab.data). Kept beside the jobs they configure; the shared pieces (option, validation, Task/Prompt sections)
-come from r1lab.config."""
+"""Configs of the distillation-data jobs: `r1lab generate`, `r1lab filter`, `r1lab journey` (trace format:
+docs/distillation.md). Kept beside the jobs they configure; the shared pieces (option, validation, Task/Prompt
+sections) come from r1lab.config."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, PromptConfig, TaskC
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Distillation data: `r1lab generate`, `r1lab filter`, `r1lab journey` (issue 4; trace format: see r1lab.data)
+# Distillation data: `r1lab generate`, `r1lab filter`, `r1lab journey` (trace format: docs/distillation.md)
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class TeacherConfig:

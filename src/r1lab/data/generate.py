@@ -2,7 +2,7 @@
 
 The R1 report distils by SFT on ~800K teacher samples; Sky-T1 on 17K. This job writes such samples in the trace
 row format (id, prompt, completion, answer, sample, teacher, usage, finish_reason, meta; see
-``notes/trace_format.md``). Each row is written and flushed as soon as the teacher returns it, so a kill loses at
+docs/distillation.md). Each row is written and flushed as soon as the teacher returns it, so a kill loses at
 most the requests in flight; a re-run skips the (id, sample) pairs already in the file, and a last line cut by a
 kill is dropped. Token usage and cost (``teacher.price_input`` / ``price_output`` USD per million tokens) are
 recorded per row (``meta.cost_usd``) and summed in ``PATH.summary.json``.

@@ -1,9 +1,9 @@
 """SFT data: reading trace/chat rows, the held-out split, rendering with the GRPO prompt, masking and packing.
 
-Rows follow notes/trace_format.md: ``prompt`` + ``completion`` (a teacher trace), or chat ``messages`` (loss on
-assistant turns only). A trace's prompt goes through ``r1lab.models.templates.build_prompt`` with the same
-PromptConfig as GRPO and the evaluator, so the student learns on exactly the prompt it is measured on. Each
-trained turn ends with the EOS token so the model learns to stop.
+Rows follow the trace format (docs/distillation.md): ``prompt`` + ``completion`` (a teacher trace), or chat
+``messages`` (loss on assistant turns only). A trace's prompt goes through ``r1lab.models.templates.build_prompt``
+with the same PromptConfig as GRPO and the evaluator, so the student learns on exactly the prompt it is measured
+on. Each trained turn ends with the EOS token so the model learns to stop.
 
 Targets are already shifted: ``targets[t]`` is the token position t must predict, or IGNORE. They are built from
 segment lengths (never from the pad id, which often equals EOS), and the last position of every example predicts

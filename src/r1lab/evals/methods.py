@@ -22,7 +22,7 @@ def method_metrics(answers, examples, ctx, price_input: float, price_output: flo
         error = None
         try:
             score = ctx.score(a.answer, example)
-        except Exception as err:  # noqa: BLE001 - counted, never scored 0 (DESIGN principle 6)
+        except Exception as err:  # noqa: BLE001 - counted, never scored 0 (docs/architecture.md principle 6)
             score, error = None, f"{type(err).__name__}: {err}"
             errors += 1
         ok = score is not None and score >= 1.0

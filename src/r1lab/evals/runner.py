@@ -62,7 +62,7 @@ def score_generations(task, examples: list[Example], generations: list[Generatio
             return 0.0  # no answer is a wrong answer, not a verifier failure
         try:
             return float(task.score(answers[i], jobs[i][0]))
-        except Exception as err:  # noqa: BLE001 - recorded and left out of the metrics (DESIGN principle 6)
+        except Exception as err:  # noqa: BLE001 - recorded, left out of the metrics (architecture principle 6)
             return err
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

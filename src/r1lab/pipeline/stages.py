@@ -1,6 +1,6 @@
 """One small function per stage kind: build the job's config (defaults <- the stage's ``set`` <- wired artifacts),
 then call the job in-process. Run folder of stage NAME: OUTPUT/stages/NAME; a model artifact is its final/, a
-dataset artifact its data.jsonl (trace rows, notes/trace_format.md)."""
+dataset artifact its data.jsonl (trace rows, docs/distillation.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Two signatures, both registered in ``REWARDS``:
 
 - per completion: ``fn(completion, example, ctx) -> float``. A function that cannot score raises; the combiner
-  records the error and the sample gets no advantage (DESIGN principle 6).
+  records the error and the sample gets no advantage (docs/architecture.md principle 6).
 - batched (marked with ``@batched``): ``fn(completions, examples, ctx) -> list[float | BaseException]``, for
   rewards that pay off when a whole batch is scored at once (a worker pool of sandboxes or verifiers, one model
   forward for a reward model). An exception *in the list* fails that one sample; raising fails the whole batch.

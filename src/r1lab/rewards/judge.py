@@ -3,7 +3,7 @@
 The default template is the format judge of the illustrated R1 explainer (an LLM checks that the model reasons in
 ``<think>`` before it answers in ``<answer>``); any template with the placeholders ``{question}``, ``{completion}``
 and ``{answer}`` (the gold answer) turns it into a rubric or correctness judge. A reply that cannot be parsed
-makes that sample invalid (no advantage), never a silent 0 (DESIGN principle 6).
+makes that sample invalid (no advantage), never a silent 0 (docs/architecture.md principle 6).
 
 Two back ends, chosen by ``base_url``:
   * endpoint (``base_url`` set): POST ``{base_url}/chat/completions`` with ``model``; the API key is read from the

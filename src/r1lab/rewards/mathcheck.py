@@ -4,8 +4,8 @@ The R1 report's accuracy reward for math is a deterministic check of the final a
 math-verify does the parsing (LaTeX and plain expressions) and the comparison (numbers, symbolic equality, sets,
 intervals, equations). Its own timeouts use ``signal.alarm``, which only works on the main thread, so they are
 switched off and each item runs in a worker process under a wall-clock limit enforced here: a pathological
-expression costs one item (an exception, DESIGN principle 6: an infrastructure failure, not a wrong answer) and
-one worker restart, never a stalled training step.
+expression costs one item (an exception, docs/architecture.md principle 6: an infrastructure failure, not a wrong
+answer) and one worker restart, never a stalled training step.
 
 Behaviour we chose (pinned in tests/rewards/test_mathcheck.py):
 

@@ -11,7 +11,7 @@ class SandboxUnavailable(RuntimeError):
 
 class SandboxError(RuntimeError):
     """Infrastructure failure: the sandbox itself failed or did not start. Not the program's fault, so the sample
-    is marked invalid instead of scored 0 (DESIGN principle 6)."""
+    is marked invalid instead of scored 0 (docs/architecture.md principle 6)."""
 
 
 class TestsError(ValueError):
