@@ -21,7 +21,7 @@ class ScriptedEngine:
         prepare_tokenizer(self.tokenizer)
         self.calls, self.prompts = 0, []
 
-    def generate(self, prompts, n, sampling) -> RolloutBatch:
+    def generate(self, prompts, n, sampling, seeds=None) -> RolloutBatch:
         self.calls += 1
         self.prompts += list(prompts)
         tok, eos = self.tokenizer, self.tokenizer.eos_token_id

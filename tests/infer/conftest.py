@@ -27,7 +27,7 @@ class ScriptedEngine:
         prepare_tokenizer(self.tokenizer)
         self.prompts: list[str] = []
 
-    def generate(self, prompts, n, sampling) -> RolloutBatch:
+    def generate(self, prompts, n, sampling, seeds=None) -> RolloutBatch:
         self.prompts += list(prompts)
         tok, eos, cap = self.tokenizer, self.tokenizer.eos_token_id, sampling.max_new_tokens
         rows = [tok(self.reply(p, i), add_special_tokens=False)["input_ids"] for p in prompts for i in range(n)]

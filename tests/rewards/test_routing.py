@@ -89,15 +89,15 @@ def test_no_applicable_reward_scores_zero():
 
 
 def test_grpo_logs_means_over_the_samples_a_reward_applied_to():
-    from r1lab.train.grpo import _rollout_metrics
+    from r1lab.train.grpo import _rollout_metrics, _row_records
 
     results = [RewardResult(1.5, {"accuracy": 1.0, "format": 1.0}), RewardResult(0.0, {"accuracy": 0.0, "format": 0.0}),
                RewardResult(1.5, {"format": 1.0, "rm": 0.5}), RewardResult(4.0, {"format": 0.0, "rm": 2.0})]
     batch = RolloutBatch(prompt_ids=torch.zeros(4, 1, dtype=torch.long), prompt_mask=torch.ones(4, 1, dtype=torch.long),
                          completion_ids=torch.zeros(4, 3, dtype=torch.long), completion_mask=torch.ones(4, 3),
                          truncated=torch.zeros(4, dtype=torch.bool), texts=[""] * 4, group_size=2)
-    rewards = torch.tensor([r.total for r in results])
-    metrics = _rollout_metrics(results, batch, rewards, torch.ones(4, dtype=torch.bool), torch.zeros(4))
+    examples = [Example(id=str(i), prompt="q", answer="1") for i in range(4)]
+    metrics = _rollout_metrics(_row_records(batch, results, examples, torch.zeros(4)), batch.group_size)
     assert metrics["reward/accuracy"] == pytest.approx(0.5)  # (1 + 0) / 2 verifiable samples
     assert metrics["reward/rm"] == pytest.approx(1.25)  # (0.5 + 2) / 2 general samples
     assert metrics["reward/format"] == pytest.approx(0.5)  # all four

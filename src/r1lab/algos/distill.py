@@ -16,10 +16,15 @@ import torch.nn.functional as F
 IGNORE = -100  # target value of positions that carry no loss (prompt, system, padding)
 
 
+def _upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax precision: fp32, or fp64 for a fp64 model (exact comparisons in tests)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(softmax(teacher / T) || softmax(student / T)) per position, in fp32. (N, V) x (N, V) -> (N,)."""
-    log_s = torch.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_t = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    log_s = torch.log_softmax(_upcast(student_logits) / temperature, dim=-1)
+    log_t = torch.log_softmax(_upcast(teacher_logits) / temperature, dim=-1)
     return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(dim=-1)
 
 
@@ -34,7 +39,7 @@ def sft_token_losses(
 
     loss = (1 - alpha) * CE(targets) + alpha * T^2 * KL(teacher_T || student_T); without a teacher, loss = CE.
     """
-    ce = F.cross_entropy(student_logits.float(), targets, reduction="none")  # (N,)
+    ce = F.cross_entropy(_upcast(student_logits), targets, reduction="none")  # (N,)
     if teacher_logits is None:
         return ce, ce, None
     kl = kl_teacher_student(student_logits, teacher_logits, temperature)  # (N,)
@@ -58,7 +63,7 @@ def chunked_sft_loss(
     fp32 logits never exist for more than one chunk of tokens at a time.
     """
     N = hidden.shape[0]
-    totals = [hidden.new_zeros((), dtype=torch.float32) for _ in range(3)]
+    totals = [hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32)) for _ in range(3)]
     with_teacher = teacher_hidden is not None and teacher_head is not None
 
     def chunk_sums(h: torch.Tensor, t: torch.Tensor, th: torch.Tensor | None) -> tuple[torch.Tensor, ...]:

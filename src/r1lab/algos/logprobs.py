@@ -73,6 +73,11 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 LOGIT_CHUNK = 1024  # tokens per LM-head tile: 1024 x 49,152 fp32 logits = 200 MB, the largest buffer held
 
 
+def score_dtype(compute_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of softmax and log-probs: fp32, or fp64 when the model computes in fp64."""
+    return torch.float64 if compute_dtype == torch.float64 else torch.float32
+
+
 class _TileBuffers:
     """Scratch for the (n, V) tiles of one pass over the LM head, reused by every tile.
 
@@ -82,14 +87,15 @@ class _TileBuffers:
     """
 
     def __init__(self, rows: int, vocab: int, compute_dtype: torch.dtype, device: torch.device, extra: bool = False):
-        self.scores = torch.empty(rows, vocab, dtype=torch.float32, device=device)  # fp32 logits / softmax / grads
+        # fp32 logits / softmax / grads (fp64 for a fp64 model: exact comparisons in tests)
+        self.scores = torch.empty(rows, vocab, dtype=score_dtype(compute_dtype), device=device)
         self.work = torch.empty_like(self.scores) if extra else None  # exp(z - max) when the entropy needs z kept
-        # the matmul's own output when it is not fp32 (bf16 under autocast, fp64 in exact tests)
-        self.logits = None if compute_dtype == torch.float32 else torch.empty(rows, vocab, dtype=compute_dtype,
-                                                                              device=device)
+        # the matmul's own output when it is not the score dtype (bf16 under autocast)
+        self.logits = None if compute_dtype == self.scores.dtype else torch.empty(rows, vocab, dtype=compute_dtype,
+                                                                                  device=device)
 
     def logits_fp32(self, h: torch.Tensor, w: torch.Tensor, temperature: float) -> torch.Tensor:
-        """(n, V) fp32 view of h w^T / T, the matmul in w's dtype (as the LM head would run under autocast)."""
+        """(n, V) score-dtype view of h w^T / T, the matmul in w's dtype (as the LM head would run under autocast)."""
         n = h.shape[0]
         z = self.scores[:n]
         if self.logits is None:
@@ -111,9 +117,10 @@ class _ChunkedLogProbs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, ids, temperature: float, chunk: int, compute_dtype, with_entropy: bool):
         N = hidden.shape[0]
-        logp = hidden.new_empty(N, dtype=torch.float32)
-        lse = hidden.new_empty(N, dtype=torch.float32)
-        entropy = hidden.new_empty(N, dtype=torch.float32) if with_entropy else None
+        out_dtype = score_dtype(compute_dtype)
+        logp = hidden.new_empty(N, dtype=out_dtype)
+        lse = hidden.new_empty(N, dtype=out_dtype)
+        entropy = hidden.new_empty(N, dtype=out_dtype) if with_entropy else None
         w = weight.to(compute_dtype)
         tiles = _TileBuffers(min(chunk, N), weight.shape[0], compute_dtype, hidden.device, extra=with_entropy)
         for s in range(0, N, chunk):
@@ -143,8 +150,8 @@ class _ChunkedLogProbs(torch.autograd.Function):
         N, V = hidden.shape[0], weight.shape[0]
         tiles = _TileBuffers(min(chunk, N), V, dt, hidden.device)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        tile_grad_weight = torch.empty_like(w) if grad_weight is not None and dt != torch.float32 else None
+        grad_weight = torch.zeros_like(weight, dtype=score_dtype(dt)) if ctx.needs_input_grad[1] else None
+        tile_grad_weight = torch.empty_like(w) if grad_weight is not None and dt != grad_weight.dtype else None
         for s in range(0, N, chunk):
             h = hidden[s : s + chunk].to(dt)
             scale = grad_logp[s : s + chunk, None] / T  # (n, 1)
@@ -222,7 +229,7 @@ def completion_logprobs(
     # 3. the LM head and log-softmax on real completion tokens only, a tile at a time
     real = mask.bool()  # (B, C')
     token_logp, token_entropy = chunked_logprobs(hidden[real], head.weight, ids[real], temperature, with_entropy)
-    logp = completion_ids.new_zeros(B, C, dtype=torch.float32)
+    logp = completion_ids.new_zeros(B, C, dtype=token_logp.dtype)
     logp = logp.masked_scatter(_pad_to(real, C), token_logp)  # (B, C), 0 where masked out
     entropy = None
     if with_entropy:

@@ -16,23 +16,27 @@ def evaluate_accuracy(
     build_prompt: Callable[[Example], str],
     ctx: RewardContext,
     sampling: SamplingParams,
+    seeds: list[int] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Accuracy = share of problems whose extracted answer gets full credit from the task's verifier.
 
-    Returns (metrics, per-problem records). ``sampling.temperature == 0`` is greedy decoding.
+    Returns (metrics, per-problem records). ``sampling.temperature == 0`` is greedy decoding; ``seeds``: one per
+    problem for sampled decoding (see RolloutEngine.generate).
     """
-    batch = engine.generate([build_prompt(e) for e in examples], n=1, sampling=sampling)
-    records, correct, formatted = [], 0, 0
+    batch = engine.generate([build_prompt(e) for e in examples], n=1, sampling=sampling, seeds=seeds)
+    records = []
     for example, text, length, truncated in zip(examples, batch.texts, batch.lengths.tolist(), batch.truncated.tolist()):
         answer = extract_answer(text, ctx.extraction)
         score = ctx.task.score(answer, example) if answer is not None else 0.0
         ok = score >= 1.0
         fmt = format_reward(text, example, ctx) == 1.0
-        correct += ok
-        formatted += fmt
         records.append({"id": example.id, "completion": text, "answer": answer, "gold": example.answer,
                         "correct": ok, "formatted": fmt, "length": int(length), "truncated": bool(truncated)})
-    n = max(len(examples), 1)
-    metrics = {"accuracy": correct / n, "format_rate": formatted / n,
-               "mean_length": float(batch.lengths.float().mean()), "n": len(examples)}
-    return metrics, records
+    return accuracy_metrics(records), records
+
+
+def accuracy_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy, format rate and mean length of per-problem records (one rank's, or all ranks' gathered)."""
+    n = max(len(records), 1)
+    return {"accuracy": sum(r["correct"] for r in records) / n, "format_rate": sum(r["formatted"] for r in records) / n,
+            "mean_length": sum(r["length"] for r in records) / n if records else float("nan"), "n": len(records)}

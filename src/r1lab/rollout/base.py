@@ -19,9 +19,13 @@ class SamplingParams:
 
 
 class RolloutEngine(Protocol):
-    def generate(self, prompts: list[str], n: int, sampling: SamplingParams) -> RolloutBatch: ...
+    # seeds: one per prompt; sample j of prompt i is then a function of (seeds[i], j) alone, whatever else is in
+    # the batch (data-parallel ranks sample what one process would). None: the engine's own RNG.
+    def generate(self, prompts: list[str], n: int, sampling: SamplingParams,
+                 seeds: list[int] | None = None) -> RolloutBatch: ...
 
-    def sync_weights(self, policy: torch.nn.Module) -> None: ...
+    # after each change to the policy's weights (optimizer step, checkpoint load); returns the seconds it took
+    def sync_weights(self, policy: torch.nn.Module) -> float: ...
 
 
 def completion_mask_from_eos(completion_ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

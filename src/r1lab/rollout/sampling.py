@@ -33,7 +33,8 @@ def warp_logits(logits: torch.Tensor, sampling: SamplingParams, in_place: bool =
 
 
 def next_tokens(logits: torch.Tensor, sampling: SamplingParams, banned: torch.Tensor | None = None,
-                scratch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                scratch: torch.Tensor | None = None, uniforms: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, V) logits -> (B,) token ids and their (B,) log-probs under the distribution they were drawn from
     (after temperature/top-k/top-p; greedy: the model's own). ``banned`` (K,) ids get -inf first (EOS before
     min_new_tokens).
@@ -42,6 +43,8 @@ def next_tokens(logits: torch.Tensor, sampling: SamplingParams, banned: torch.Te
     sampling weights are computed in it, in place, instead of in fresh (B, V) tensors: at 64 x 49,152 each fresh
     12.5 MB tensor pays page faults, and sampling a step took 7.3 ms (8.2 ms with EOS banned) with fresh tensors
     against 3.6 ms (3.5 ms) in a kept buffer on the reference Xeon (benchmarks/decode_kernels.py).
+
+    ``uniforms``: (B,) draws in [0, 1) that pick each row's token (``row_uniforms``), instead of the global RNG.
     """
     B = logits.shape[0]
     x = scratch[:B] if scratch is not None else torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
@@ -53,11 +56,12 @@ def next_tokens(logits: torch.Tensor, sampling: SamplingParams, banned: torch.Te
         return token, x.gather(1, token[:, None]).squeeze(1) - torch.logsumexp(x, dim=-1)
     weights = warp_logits(x, sampling, in_place=True)
     weights = weights.sub_(weights.amax(dim=-1, keepdim=True)).exp_()  # unnormalised softmax, in place
-    token = sample_categorical(weights)
+    token = sample_categorical(weights, uniforms=uniforms)
     return token, (weights.gather(1, token[:, None]).squeeze(1) / weights.sum(dim=-1)).log()
 
 
-def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None, block: int = 256) -> torch.Tensor:
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None, block: int = 256,
+                       uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One draw per row of (B, V) probabilities (or any non-negative weights: each row is scaled by its own total)
     by inverting the CDF in two levels: first a block of ``block`` tokens (from the cumulative block sums), then the
     token inside it (from that block's own cumulative sum).
@@ -67,7 +71,8 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     this CPU), and even one full-vocabulary float64 cumsum costs ~5 ms per step; this sums blocks (a vectorised
     reduction) and scans only V / block + block entries per row. Block sums are fp32 (relative error ~1e-7, far
     below any sampling noise), the scans float64 so a token's interval keeps its width; zero-probability tokens
-    have empty intervals and are never drawn.
+    have empty intervals and are never drawn. ``uniforms`` (B,): the draws to invert, else one per row from
+    ``generator`` (or the global RNG).
     """
     B, V = probs.shape
     pad = (-V) % block
@@ -75,7 +80,9 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     blocks = blocks.reshape(B, -1, block)  # (B, nb, block)
     block_cdf = blocks.sum(dim=-1).double().cumsum(dim=-1)  # (B, nb)
     # float32 u <= 1 - 2**-24, so u * total < total exactly in float64: the chosen block has positive mass
-    u = torch.rand(B, 1, device=probs.device, generator=generator).double()
+    if uniforms is None:
+        uniforms = torch.rand(B, device=probs.device, generator=generator)
+    u = uniforms.to(probs.device, torch.float32).double().unsqueeze(1)
     target = u * block_cdf[:, -1:]  # (B, 1)
     chosen = torch.searchsorted(block_cdf, target, right=True)  # (B, 1): first block whose cdf exceeds target
     below = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), torch.zeros_like(target))
@@ -84,3 +91,32 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     rest = torch.minimum(target - below, torch.nextafter(inner_cdf[:, -1:], torch.zeros_like(target)))
     within = torch.searchsorted(inner_cdf, rest, right=True)  # (B, 1): first token whose cdf exceeds the rest
     return (chosen * block + within).squeeze(1)
+
+
+def prompt_seed(run_seed: int, step: int, index: int) -> int:
+    """The seed of the prompt at ``index`` of step ``step``'s global batch: the same on every rank and at every
+    world size, so a data-parallel step samples exactly what the single process samples."""
+    return ((run_seed * 1_000_003 + step) * 1_000_003 + index) % 2**63
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of sample ``sample`` of a prompt whose seed is ``seed``."""
+    return (seed * 1_000_003 + sample) % 2**63
+
+
+def row_generators(seeds: list[int], n: int) -> list[torch.Generator]:
+    """One CPU generator per completion row (prompt i's sample j is row i * n + j), seeded from its prompt's seed
+    and its sample index only. A row's tokens then depend on nothing else in the batch: the same prompt with the
+    same seed samples the same completion whichever rank, batch or decode order it lands in (data-parallel runs
+    equal the single process)."""
+    generators = []
+    for seed in seeds:
+        for j in range(n):
+            generators.append(torch.Generator().manual_seed(sample_seed(seed, j)))
+    return generators
+
+
+def row_uniforms(generators: list[torch.Generator], rows: list[int]) -> torch.Tensor:
+    """(len(rows),) float32 draws, one from each listed row's generator: a decode step's draws for the rows still
+    in the batch (each row draws once per step while it decodes, so its t-th draw is its token t's)."""
+    return torch.cat([torch.rand(1, generator=generators[r]) for r in rows])

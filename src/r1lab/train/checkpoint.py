@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from r1lab.parallel import DistContext, barrier
+
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -60,9 +62,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    root: str | Path, step: int, model: torch.nn.Module, optimizer, scheduler, extra: dict[str, Any], keep: int = 2
+    root: str | Path, step: int, model: torch.nn.Module, optimizer, scheduler, extra: dict[str, Any], keep: int = 2,
+    dist: DistContext | None = None,
 ) -> Path:
-    root = Path(root)
+    """Under data parallelism every rank holds the same model, optimizer and sampler state (gradients are summed
+    before each identical step), so rank 0 writes the checkpoint and records the world size; the other ranks wait
+    for it, so no rank runs ahead of the last complete checkpoint."""
+    dist = dist or DistContext()
+    final = Path(root) / f"step_{step}"
+    if dist.is_main:
+        _write_checkpoint(Path(root), step, model, optimizer, scheduler, {**extra, "world_size": dist.world_size}, keep)
+    barrier(dist)
+    return final
+
+
+def _write_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scheduler, extra: dict[str, Any],
+                      keep: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".step_{step}-", dir=root))
     try:

@@ -1,0 +1,150 @@
+"""Data parallelism through the real launcher: `torchrun --nproc_per_node 2 -m r1lab ...` (gloo, CPU) trains the
+same weights as one process on the same global batch, writes the run folder once, ends when a rank dies, and
+resumes after it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+GRPO = [
+    "task.params={min_terms: 2, max_terms: 2, min_digits: 1, max_digits: 1, operators: ['+'], "
+    "allow_parentheses: false, allow_negation: false}",
+    "task.train_size=200", "task.eval_size=6", "train.prompts_per_step=4", "rollout.group_size=4",
+    "rollout.max_new_tokens=8", "eval.max_new_tokens=8", "train.micro_batch_size=3", "train.lr=1e-2",
+    "log.progress=false", "log.tensorboard=false", "train.threads=1", "eval.every=1",
+    "rewards.weights={accuracy: 1.0, tag_count: 1.0}", "model.device=cpu", "train.collective_timeout_minutes=2",
+]
+# float64 master weights and rollouts, no autocast: what remains between world sizes is summation order. The
+# per-row forward (gradient checkpointing) keeps each completion's computation independent of the micro-batch:
+# the shared-prompt forward sums a group's gradients inside the model's own fp32 RMSNorm cast, which differs at
+# fp32 rounding whenever micro-batches are composed differently (as between 1 and 2 ranks, or two micro-batch
+# sizes in one process).
+EXACT = ["model.train_dtype=float64", "model.rollout_dtype=float64", "model.autocast=none",
+         "train.gradient_checkpointing=true"]
+
+
+def sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def launch(ranks: int, *args: str) -> list[str]:
+    if ranks == 1:
+        return [sys.executable, "-m", "r1lab", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+            "-m", "r1lab", *args]
+
+
+def run(ranks: int, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(launch(ranks, *args), capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "final" / "model.safetensors")
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def layout(run_dir: Path) -> set[str]:
+    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*")}
+
+
+def test_grpo_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
+    common = ["configs/zero_cpu.yaml", *sets(GRPO + EXACT + [f"model.name={tiny_model_dir}", "train.steps=2"])]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(1, "grpo", *common, "--set", f"log.output_dir={one}")
+    out = run(2, "grpo", *common, "--set", f"log.output_dir={two}")
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert max_difference(weights(one), initial) > 1e-3  # the steps moved the weights
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    # one run folder, written once: the same files, one metrics line per step, the same rollouts and rewards
+    assert layout(one) == layout(two)
+    m1, m2 = metrics(one), metrics(two)
+    assert [r["step"] for r in m2] == [0, 1, 2]
+    for a, b in zip(m1, m2):
+        for key in ("reward/mean", "tokens/generated", "eval/greedy_accuracy", "policy/trained_sequences"):
+            assert a.get(key) == b.get(key), key
+        assert a.get("loss/policy") == pytest.approx(b.get("loss/policy"), abs=1e-12)
+    samples = lambda d: [(s["prompt_id"], s["completion"]) for s in map(json.loads, (d / "samples.jsonl").open())]  # noqa: E731
+    assert samples(one) == samples(two)
+    assert out.stdout.count("run folder:") == 1  # rank 0 prints the summary
+
+
+def test_sft_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
+    rows = [{"prompt": f"What is {a} + {b}?", "completion": f"<answer>{a + b}</answer>"}
+            for a in range(6) for b in range(4)]
+    data = tmp_path / "traces.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["sft", "--data", str(data), *sets([
+        f"model.name={tiny_model_dir}", "model.device=cpu", "model.train_dtype=float64", "model.rollout_dtype=float64",
+        "model.autocast=none", "data.eval_size=4", "data.max_length=96", "prompt.system=", "prompt.instruction=",
+        "train.batch_size=6",
+        "train.micro_batch_size=2", "train.lr=3e-3", "train.steps=3", "train.threads=1", "eval.every=3",
+        "eval.accuracy=false", "log.progress=false", "log.tensorboard=false", "log.samples_per_step=0"])]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(1, *common, "--set", f"log.output_dir={one}")
+    run(2, *common, "--set", f"log.output_dir={two}")
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    m1, m2 = metrics(one), metrics(two)
+    assert [r["step"] for r in m1] == [r["step"] for r in m2] == [0, 1, 2, 3]
+    for a, b in zip(m1, m2):
+        assert a.get("train/tokens") == b.get("train/tokens")
+        assert a.get("eval/loss") == pytest.approx(b.get("eval/loss"), abs=1e-12)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, "the job ended before it could be interrupted"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def _worker_pids(launcher_pid: int) -> list[int]:
+    import psutil
+
+    return [c.pid for c in psutil.Process(launcher_pid).children(recursive=True) if "r1lab" in " ".join(c.cmdline())]
+
+
+def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_path):
+    """fp32, the default forward: kill -9 of one rank after its second checkpoint ends the whole job (no hang);
+    `--resume` under torchrun finishes it; the result matches one process to fp32 rounding."""
+    common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=8",
+                                                     "model.rollout_dtype=float32", "model.autocast=none",
+                                                     "log.checkpoint_every=1", "log.keep_checkpoints=8"])]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(1, "grpo", *common, "--set", f"log.output_dir={one}")
+    job = subprocess.Popen(launch(2, "grpo", *common, "--set", f"log.output_dir={two}"), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _wait_for(two / "checkpoints" / "step_2", job, seconds=300)
+        os.kill(_worker_pids(job.pid)[-1], signal.SIGKILL)
+        start = time.monotonic()
+        job.wait(timeout=150)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0 and not (two / "final").exists()
+    assert time.monotonic() - start < 150  # the surviving rank did not wait for a dead peer
+    run(2, "grpo", *common, "--set", f"log.output_dir={two}", "--resume")
+    assert max_difference(weights(one), weights(two)) < 1e-5
+    assert [r["step"] for r in metrics(two)] == list(range(9))  # every step logged exactly once
