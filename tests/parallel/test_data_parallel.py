@@ -148,3 +148,29 @@ def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_pat
     run(2, "grpo", *common, "--set", f"log.output_dir={two}", "--resume")
     assert max_difference(weights(one), weights(two)) < 1e-5
     assert [r["step"] for r in metrics(two)] == list(range(9))  # every step logged exactly once
+
+
+def test_reward_model_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("".join(json.dumps({"prompt": f"q{i}?", "chosen": f"yes {i}", "rejected": f"no {i}"}) + "\n"
+                             for i in range(12)))
+    common = ["rm", "configs/rm_cpu.yaml", *sets([f"model.name={tiny_model_dir}", "model.device=cpu", "model.dtype=float64",
+                           f"data.path={prefs}", "data.eval_fraction=0.25", "log.progress=false",
+                           "log.tensorboard=false", "train.steps=3", "train.pairs_per_step=4",
+                           "train.micro_batch_size=3", "train.lr=3e-3", "train.warmup_steps=0", "eval.every=3",
+                           "train.freeze_layers=0"])]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(1, *common, "--set", f"log.output_dir={one}")
+    run(2, *common, "--set", f"log.output_dir={two}")
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    assert [r["step"] for r in metrics(two)] == [0, 1, 2, 3]
+    assert metrics(one)[-1]["eval/accuracy"] == metrics(two)[-1]["eval/accuracy"]
+
+
+def test_single_process_jobs_refuse_a_multi_process_launch(monkeypatch, capsys):
+    from r1lab.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["eval", "smollm2-135m", "--task", "humaneval"]) == 2
+    err = capsys.readouterr().err
+    assert "runs in one process" in err and "grpo, zero, sft, rm" in err

@@ -24,6 +24,7 @@ import torch
 from r1lab.algos.preference import bradley_terry_loss
 from r1lab.config import RMConfig
 from r1lab.data.preferences import PreferencePair, drop_shared_prompts, read_preferences, split_by_prompt
+from r1lab.parallel import all_reduce_gradients, all_reduce_sum
 from r1lab.rewards.reward_model import encode_pair
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
@@ -166,19 +167,22 @@ def scorer(model, tokenizer, cached: bool):
     return from_features
 
 
-def accumulate_gradients(score_pairs, items: list, micro_batch_size: int, margin: float) -> dict[str, float]:
+def accumulate_gradients(score_pairs, items: list, micro_batch_size: int, margin: float,
+                         total: int | None = None) -> dict[str, float]:
     """Backward pass of the mean Bradley-Terry loss over ``items`` (scored by ``score_pairs``), ``micro_batch_size``
     pairs at a time.
 
-    Each micro-batch's mean is weighted by its share of the pairs, so the accumulated gradient (and the returned
-    metrics) are those of the mean over all pairs, whatever the micro-batch size.
+    Each micro-batch's mean is weighted by its share of the pairs (of ``total``, the step's pairs over all ranks,
+    default ``len(items)``), so the accumulated gradient (and the returned metrics) are those of the mean over all
+    pairs, whatever the micro-batch size and the world size.
     """
+    total = total or len(items)
     sums = {"loss": 0.0, "accuracy": 0.0, "margin": 0.0, "chosen": 0.0, "rejected": 0.0}
     for start in range(0, len(items), micro_batch_size):
         chunk = items[start : start + micro_batch_size]
         chosen, rejected = score_pairs(chunk)  # (m,), (m,)
         loss, m = bradley_terry_loss(chosen, rejected, margin)
-        weight = len(chunk) / len(items)
+        weight = len(chunk) / total
         (loss * weight).backward()
         for key in sums:
             sums[key] += m[key] * weight
@@ -221,8 +225,11 @@ def load_split(cfg: RMConfig) -> tuple[list[PreferencePair], list[PreferencePair
 
 
 def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
-    run_dir, final_dir, ckpt_dir, checkpoints, device = start_run(cfg, resume)
-    write_config(run_dir, cfg)
+    run_dir, final_dir, ckpt_dir, checkpoints, device, dist = start_run(cfg, resume)
+    if cfg.train.pairs_per_step % dist.world_size:
+        raise ValueError(f"train.pairs_per_step={cfg.train.pairs_per_step} is the global batch and must divide "
+                         f"evenly over the {dist.world_size} ranks; use a multiple of {dist.world_size}")
+    write_config(run_dir, cfg, dist)
 
     # --- data, model, optimizer ------------------------------------------------------------------------------
     train_pairs, eval_pairs = load_split(cfg)
@@ -236,8 +243,9 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     if not train_pairs or not eval_pairs:
         raise ValueError(f"no {'training' if not train_pairs else 'held-out'} pairs fit in data.max_length="
                          f"{cfg.data.max_length} tokens; raise it")
-    print(f"preference pairs: {len(train_pairs)} train, {len(eval_pairs)} held out"
-          + (f" ({dropped} longer than data.max_length dropped)" if dropped else ""))
+    if dist.is_main:
+        print(f"preference pairs: {len(train_pairs)} train, {len(eval_pairs)} held out"
+              + (f" ({dropped} longer than data.max_length dropped)" if dropped else ""))
     cached = cfg.train.freeze_layers == -1
     if cached:  # a frozen backbone: its features, computed once, stand in for the token encodings
         train_enc = head_features(model, tokenizer, train_enc, cfg.eval.batch_size, cfg.log.progress)
@@ -254,8 +262,10 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         sampler.load_state_dict(state["sampler"])
         start_step, counters = state["step"], state["counters"]
         print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
-    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard)
-    (run_dir / "eval").mkdir(exist_ok=True)
+    # rank 0 logs and evaluates (the held-out pairs are scored without collectives); the others train
+    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard) if dist.is_main else None
+    if dist.is_main:
+        (run_dir / "eval").mkdir(exist_ok=True)
 
     def run_eval(step: int) -> dict:
         metrics, records = evaluate(model, score_pairs, eval_pairs, eval_enc, cfg.eval.batch_size, cfg.train.margin)
@@ -263,19 +273,24 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
             f.writelines(json.dumps(r) + "\n" for r in records)
         return metrics
 
-    if cfg.eval.every and start_step == 0:
+    if cfg.eval.every and start_step == 0 and logger:
         logger.log(0, run_eval(0))
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress, desc="rm")
+    progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress and dist.is_main, desc="rm")
+    per_rank = cfg.train.pairs_per_step // dist.world_size
+    first = dist.rank * per_rank  # this rank's pairs: [first, first + per_rank) of each step's global batch
     model.train()
     step = start_step
     for step in range(start_step + 1, cfg.train.steps + 1):
         t0 = time.monotonic()
         # 1-3. scores, loss and gradients of this step's pairs
         optimizer.zero_grad(set_to_none=True)
-        batch = [train_enc[i] for i in sampler.next_indices(cfg.train.pairs_per_step)]
-        sums = accumulate_gradients(score_pairs, batch, cfg.train.micro_batch_size, cfg.train.margin)
+        batch = [train_enc[i] for i in sampler.next_indices(cfg.train.pairs_per_step)][first : first + per_rank]
+        sums = accumulate_gradients(score_pairs, batch, cfg.train.micro_batch_size, cfg.train.margin,
+                                    total=cfg.train.pairs_per_step)
+        all_reduce_gradients(model, dist)  # every rank now holds the global gradient, and steps identically
+        sums = dict(zip(sums, all_reduce_sum(dist, list(sums.values()))))
 
         # 4. optimizer step (skipped, and counted, when the gradient is not finite)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm or float("inf")))
@@ -295,19 +310,23 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
                         "counters/skipped_steps": counters["skipped_steps"]})
         limit_s = cfg.train.time_limit_minutes * 60
         last = step == cfg.train.steps or (limit_s > 0 and counters["train_seconds"] >= limit_s)
-        if cfg.eval.every and (step % cfg.eval.every == 0 or last):
+        if cfg.eval.every and (step % cfg.eval.every == 0 or last) and logger:
             metrics.update(run_eval(step))
-        logger.log(step, metrics)
+        if logger:
+            logger.log(step, metrics)
         progress.update(step, {"loss": metrics["train/loss"], "acc": metrics["train/accuracy"],
                                "eval_acc": metrics.get("eval/accuracy")})
 
         # 6. checkpoint
         if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
             ckpt.save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,
-                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints)
+                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints,
+                                 dist=dist)
         if last:
             break
     progress.close()
+    if not dist.is_main:  # rank 0 writes final/, the summary and the plot; the others are done
+        return RMResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
     logger.close()
 
     # --- outputs: final HF folder, summary, plot ---------------------------------------------------------------
