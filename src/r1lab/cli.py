@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, ConfigError, GRPOConfig, describe, load_config
 from r1lab.models.embedded import EmbeddedModelMissing  # standard library only: `--help` stays fast
@@ -98,20 +99,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        cfg = load_job_config(args)
         if args.command in ("grpo", "zero"):
-            return _run_grpo(getattr(args, "config", None), args.overrides, args.resume)
+            return _run_grpo(cfg, args.resume)
         if args.command == "sft":
-            return _run_sft(args.config, args.data, args.overrides, args.resume)
+            return _run_sft(cfg, args.resume)
         if args.command in DATA_COMMANDS:
-            return _run_data(args)
+            return _run_data(args, cfg)
         if args.command == "rm":
-            return _run_rm(args.config, args.overrides, args.resume)
+            return _run_rm(cfg, args.resume)
         if args.command == "pipeline":
-            return _run_pipeline(args)
+            return _run_pipeline(args, cfg)
         if args.command == "prm":
-            return _run_prm(args.config, args.overrides)
+            return _run_prm(cfg)
         if args.command == "eval":
-            return _run_eval(args)
+            return _run_eval(cfg)
         if args.command == "compare":
             return _run_compare(args.run_a, args.run_b)
     except ConfigError as err:
@@ -124,11 +126,54 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _run_grpo(config_path: str | None, overrides: list[str], resume: bool) -> int:
+# Options that each set one config key: (argparse dest, config key)
+SHORTCUTS = {
+    "sft": [("data", "data.train_path")],
+    "eval": [("model", "model.name"), ("task", "task.name"), ("n", "sampling.n"), ("method", "method.name"),
+             ("sensitivity", "sensitivity.builtin")],
+    "generate": [("teacher", "teacher.name"), ("url", "teacher.url"), ("task", "task.name"), ("k", "sampling.k"),
+                 ("num_prompts", "output.num_prompts"), ("output", "output.path")],
+    "filter": [("input", "input"), ("output", "output")],
+    "journey": [("input", "input"), ("output", "output")],
+}
+
+
+def config_class(command: str) -> type | None:
+    """The config class of a sub-command; None for those without one (serve, compare, and pipeline, whose file
+    holds a config per stage)."""
+    from r1lab.config import RMConfig, SFTConfig
+    from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
+    from r1lab.evals.config import EvalJobConfig
+    from r1lab.infer.prm_job import PRMJobConfig
+
+    return {"grpo": GRPOConfig, "zero": GRPOConfig, "sft": SFTConfig, "rm": RMConfig, "prm": PRMJobConfig,
+            "eval": EvalJobConfig, "generate": GenerateConfig, "filter": FilterConfig,
+            "journey": JourneyConfig}.get(command)
+
+
+def load_job_config(args: argparse.Namespace) -> Any:
+    """The validated config of a parsed command line (defaults <- YAML file <- options <- --set), the one ``main``
+    runs the job with; None for serve and compare. Raises ConfigError. Loads no model and runs nothing, so a
+    command line can be checked without running it (tests check every example of the help and README so)."""
+    if args.command == "pipeline":
+        from r1lab.pipeline import load_pipeline
+
+        return load_pipeline(args.config, args.output_dir)
+    cls = config_class(args.command)
+    if cls is None:
+        return None
+    given = []
+    for dest, key in SHORTCUTS.get(args.command, []):
+        value = getattr(args, dest)
+        if value is not None and value is not False:  # False: a store_true option left off
+            given.append(f"{key}={value}")
+    return load_config(cls, getattr(args, "config", None), given + args.overrides)
+
+
+def _run_grpo(cfg: GRPOConfig, resume: bool) -> int:
     from r1lab.train.checkpoint import AlreadyFinished  # lazy: keeps `r1lab --help` fast
     from r1lab.train.grpo import train_grpo
 
-    cfg = load_config(GRPOConfig, config_path, overrides)
     try:
         result = train_grpo(cfg, resume=resume)
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
@@ -142,13 +187,10 @@ def _run_grpo(config_path: str | None, overrides: list[str], resume: bool) -> in
     return 0
 
 
-def _run_sft(config_path: str | None, data: str | None, overrides: list[str], resume: bool) -> int:
-    from r1lab.config import SFTConfig
+def _run_sft(cfg: Any, resume: bool) -> int:
     from r1lab.train.checkpoint import AlreadyFinished
     from r1lab.train.sft import train_sft  # lazy: keeps `r1lab --help` fast
 
-    given = [f"data.train_path={data}"] if data else []
-    cfg = load_config(SFTConfig, config_path, given + overrides)
     try:
         result = train_sft(cfg, resume=resume)
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
@@ -162,14 +204,9 @@ def _run_sft(config_path: str | None, data: str | None, overrides: list[str], re
     return 0
 
 
-def _run_eval(args: argparse.Namespace) -> int:
-    from r1lab.evals.config import EvalJobConfig
+def _run_eval(cfg: Any) -> int:
     from r1lab.evals.runner import run_eval  # lazy: keeps `r1lab --help` fast
 
-    shortcuts = [(args.model, "model.name"), (args.task, "task.name"), (args.n, "sampling.n"),
-                 (args.method, "method.name"), (True if args.sensitivity else None, "sensitivity.builtin")]
-    given = [f"{key}={value}" for value, key in shortcuts if value is not None]
-    cfg = load_config(EvalJobConfig, args.config, given + args.overrides)
     try:
         result = run_eval(cfg)
     except (FileNotFoundError, ValueError, ImportError) as err:
@@ -200,10 +237,10 @@ def _add_data_parsers(sub) -> None:
     """Distillation data: generate -> filter -> journey; and serve, an OpenAI-compatible server."""
     from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 
-    def config_args(p: argparse.ArgumentParser) -> None:
+    def config_args(p: argparse.ArgumentParser, example: str) -> None:
         p.add_argument("config", nargs="?", help="YAML recipe; holds only what differs from the defaults listed below")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config key, e.g. --set teacher.error_rate=0.3 (repeatable; YAML values)")
+                       help=f"override one config key, e.g. --set {example} (repeatable; YAML values)")
 
     gen = sub.add_parser(
         "generate", help="sample k teacher traces per prompt (program solver, local model or OpenAI-compatible "
@@ -220,7 +257,7 @@ def _add_data_parsers(sub) -> None:
                     "unreachable fails after teacher.max_retries with the URL and the error (exit 1), leaving the "
                     "finished rows in place.",
         epilog=CONFIG_EPILOG + "\n".join(describe(GenerateConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_args(gen)
+    config_args(gen, "teacher.error_rate=0.3")
     gen.add_argument("--teacher", help="teacher (sets teacher.name): program:arithmetic, program:countdown, a model, "
                                        "or the endpoint's model name with --url")
     gen.add_argument("--url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (sets teacher.url)")
@@ -238,7 +275,7 @@ def _add_data_parsers(sub) -> None:
                     "exact and near-duplicate removal; at most max_per_prompt rows per prompt. Each filter can be "
                     "switched off. Prints a table of rows dropped per reason and writes it to OUTPUT.report.json.",
         epilog=CONFIG_EPILOG + "\n".join(describe(FilterConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_args(flt)
+    config_args(flt, "verify.keep_wrong=true")
     flt.add_argument("--input", help="trace JSONL to filter (sets input)")
     flt.add_argument("--output", help="kept rows JSONL (sets output)")
 
@@ -249,17 +286,20 @@ def _add_data_parsers(sub) -> None:
                     "right attempt, the wrong attempt, a reflection phrase, then the right attempt. Mixed with "
                     "shortcut (right-only) rows at journey_fraction; meta.kind says which. Output is SFT input.",
         epilog=CONFIG_EPILOG + "\n".join(describe(JourneyConfig)), formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_args(jour)
+    config_args(jour, "journey_fraction=0.5")
     jour.add_argument("--input", help="labelled trace JSONL (sets input)")
     jour.add_argument("--output", help="journey + shortcut JSONL (sets output)")
 
     srv = sub.add_parser(
         "serve", help="serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)",
-        description="An OpenAI-compatible server on r1lab's generation engine (HF generate): GET /v1/models, POST "
-                    "/v1/chat/completions (chat template applied) and /v1/completions, with usage counts and "
-                    "finish_reason. Standard library HTTP server, one generation at a time; for throughput use vLLM "
-                    "or SGLang, which speak the same API. Point r1lab generate at it with --url "
-                    "http://HOST:PORT/v1.")
+        description="An OpenAI-compatible server on r1lab's rollout engine, the decode loop training generates "
+                    "with (each prompt prefilled once for its n samples; Llama-family models on a static cache and "
+                    "r1lab's C kernels): GET /v1/models, POST /v1/chat/completions (chat template applied) and "
+                    "/v1/completions, with usage counts and finish_reason, and stream=true as server-sent events "
+                    "(sent once a request's generation is done; stream_options.include_usage adds a usage chunk). "
+                    "Standard library HTTP server, one generation at a time; for throughput use vLLM or SGLang, "
+                    "which speak the same API. A teacher: `r1lab generate --url http://HOST:PORT/v1 --teacher NAME` "
+                    "(NAME: the --served-name).")
     srv.add_argument("model", help="HF folder, .gguf file, hub id in the local cache, or smollm2-135m")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, local only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
@@ -268,30 +308,16 @@ def _add_data_parsers(sub) -> None:
     srv.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     srv.add_argument("--batch-size", type=int, default=16, help="sequences generated at once for n > 1 (default 16)")
     srv.add_argument("--served-name", help="model name reported by /v1/models and in responses (default: MODEL)")
-    srv.add_argument("--fail-first", type=int, default=0,
-                     help="answer the first N generation requests with --fail-status (to test clients' retries)")
-    srv.add_argument("--fail-status", type=int, default=500, help="HTTP status of those failures (default 500)")
     srv.add_argument("--quiet", action="store_true", help="do not log each request")
 
 
-def _run_data(args: argparse.Namespace) -> int:
-    from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
-
+def _run_data(args: argparse.Namespace, cfg: Any) -> int:
     if args.command == "serve":
         from r1lab.rollout.server import run_server
 
         run_server(args.model, args.host, args.port, args.dtype, args.device, args.batch_size, args.served_name,
-                   args.fail_first, args.fail_status, verbose=not args.quiet)
+                   verbose=not args.quiet)
         return 0
-    shortcuts = {
-        "generate": [("teacher", "teacher.name"), ("url", "teacher.url"), ("task", "task.name"), ("k", "sampling.k"),
-                     ("num_prompts", "output.num_prompts"), ("output", "output.path")],
-        "filter": [("input", "input"), ("output", "output")],
-        "journey": [("input", "input"), ("output", "output")],
-    }[args.command]
-    given = [f"{key}={getattr(args, attr)}" for attr, key in shortcuts if getattr(args, attr) is not None]
-    cls = {"generate": GenerateConfig, "filter": FilterConfig, "journey": JourneyConfig}[args.command]
-    cfg = load_config(cls, args.config, given + args.overrides)
     try:
         if args.command == "generate":
             from r1lab.data.generate import format_summary, run_generate, summary_path
@@ -339,12 +365,10 @@ def _add_rm_parser(sub) -> None:
     _add_config_args(rm, with_file=True)
 
 
-def _run_rm(config_path: str, overrides: list[str], resume: bool) -> int:
-    from r1lab.config import RMConfig
+def _run_rm(cfg: Any, resume: bool) -> int:
     from r1lab.train.checkpoint import AlreadyFinished
     from r1lab.train.reward_model import train_reward_model  # lazy: keeps `r1lab --help` fast
 
-    cfg = load_config(RMConfig, config_path, overrides)
     try:
         result = train_reward_model(cfg, resume=resume)
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
@@ -376,10 +400,9 @@ def _add_prm_parser(sub) -> None:
                      help="override one config key, e.g. --set mc.rollouts=8 (repeatable; values parsed as YAML)")
 
 
-def _run_prm(config_path: str | None, overrides: list[str]) -> int:
-    from r1lab.infer.prm_job import PRMJobConfig, run_prm_job
+def _run_prm(cfg: Any) -> int:
+    from r1lab.infer.prm_job import run_prm_job
 
-    cfg = load_config(PRMJobConfig, config_path, overrides)
     try:
         summary = run_prm_job(cfg)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
@@ -406,10 +429,9 @@ def _add_pipeline_parser(sub) -> None:
     pl.add_argument("--output-dir", help="override the file's output_dir")
 
 
-def _run_pipeline(args: argparse.Namespace) -> int:
-    from r1lab.pipeline import PipelineError, load_pipeline, run_pipeline
+def _run_pipeline(args: argparse.Namespace, cfg: Any) -> int:
+    from r1lab.pipeline import PipelineError, run_pipeline
 
-    cfg = load_pipeline(args.config, args.output_dir)
     try:
         run_pipeline(cfg, resume=args.resume, rerun=args.rerun)
     except PipelineError as err:

@@ -135,7 +135,7 @@ def test_local_model_teacher(tmp_path, tiny_model_dir):
 # Endpoint teacher against `r1lab serve`
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def flaky_server():
+def flaky_server(fail_first_requests):
     """`r1lab serve` on loopback with a tiny random model; its first 3 requests fail with 500."""
     from r1lab.models.loading import prepare_tokenizer
     from r1lab.models.tiny import tiny_model, tiny_tokenizer
@@ -145,10 +145,10 @@ def flaky_server():
     prepare_tokenizer(tok)
     model = tiny_model(tok)
     model.generation_config.eos_token_id = tok.eos_token_id
-    service = CompletionService(model, tok, "tiny", fail_first=3, fail_status=500)
-    server = make_server(service, "127.0.0.1", 0)
+    server = make_server(CompletionService(model, tok, "tiny"), "127.0.0.1", 0)
+    seen = fail_first_requests(server, 3, 500)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", service
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
     server.shutdown()
     server.server_close()
 
@@ -160,12 +160,12 @@ def endpoint_config(tmp_path, url: str, *overrides: str) -> GenerateConfig:
 
 
 def test_endpoint_generation_survives_server_errors_then_a_dead_url_keeps_finished_rows(tmp_path, flaky_server):
-    url, service = flaky_server
+    url, seen = flaky_server
     cfg = endpoint_config(tmp_path, url, "output.num_prompts=2", "sampling.k=2")
     summary = run_generate(cfg)
     rows = rows_of(cfg.output.path)
     assert len(rows) == 4 and summary["rows_written"] == 4
-    assert service.requests_seen == 7  # 4 answered + the 3 injected failures, each retried
+    assert seen.posts == 7  # 4 answered + the 3 injected failures, each retried
     assert sum(r["meta"].get("retries", 0) for r in rows) == 3
     for r in rows:
         assert r["teacher"] == "tiny" and r["usage"]["completion_tokens"] == 3 and r["finish_reason"] == "length"

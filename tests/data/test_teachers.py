@@ -158,10 +158,13 @@ def tiny_parts():
     return model, tok
 
 
-def serve(tiny_parts, **faults):
+def serve(tiny_parts, fail=None, count: int = 0, status: int = 500):
+    """`r1lab serve` on loopback; with ``fail`` (the fail_first_requests fixture) its first ``count`` POSTs fail."""
     from r1lab.rollout.server import CompletionService, make_server
 
-    server = make_server(CompletionService(*tiny_parts, "tiny", **faults), "127.0.0.1", 0)
+    server = make_server(CompletionService(*tiny_parts, "tiny"), "127.0.0.1", 0)
+    if fail is not None:
+        fail(server, count, status)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
@@ -178,8 +181,8 @@ def client(url: str, sleeps: list, **settings) -> EndpointTeacher:
 
 
 @pytest.mark.parametrize("status", [500, 429])
-def test_retries_with_exponential_backoff_then_succeeds(tiny_parts, status):
-    server, url = serve(tiny_parts, fail_first=3, fail_status=status)
+def test_retries_with_exponential_backoff_then_succeeds(tiny_parts, fail_first_requests, status):
+    server, url = serve(tiny_parts, fail_first_requests, count=3, status=status)
     sleeps: list[float] = []
     try:
         teacher = client(url, sleeps, max_retries=4, backoff_s=0.5, concurrency=1)
@@ -207,8 +210,8 @@ def test_unreachable_endpoint_names_url_and_error_after_retries():
     assert sleeps == [0.25, 0.5]
 
 
-def test_client_errors_are_not_retried(tiny_parts):
-    server, url = serve(tiny_parts, fail_first=1, fail_status=400)
+def test_client_errors_are_not_retried(tiny_parts, fail_first_requests):
+    server, url = serve(tiny_parts, fail_first_requests, count=1, status=400)
     sleeps: list[float] = []
     try:
         with pytest.raises(TeacherError, match="HTTP 400"):

@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -206,17 +205,22 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tiny_model_dir, tmp_p
     class Killed(Exception):
         pass
 
-    def kill(pid, sig):  # SFT's R1LAB_FAULT_AT_STEP hook sends SIGKILL to itself; here it raises instead
-        raise Killed(f"signal {sig}")
+    from r1lab.train import checkpoint
 
-    monkeypatch.setenv("R1LAB_FAULT_AT_STEP", "3")
-    monkeypatch.setattr(os, "kill", kill)
+    save = checkpoint.save_checkpoint
+
+    def save_then_die(root, step, *args, **kwargs):  # the SFT stage dies right after step 2's checkpoint
+        path = save(root, step, *args, **kwargs)
+        if step == 2:
+            raise Killed(f"after the checkpoint of step {step}")
+        return path
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_die)
     with pytest.raises(PipelineError, match="stage 'cold' .*Killed.*--resume"):
         run_pipeline(cfg, progress=False)
     state = json.loads((out / "pipeline_state.json").read_text())
     assert state["stages"]["cold"]["status"] == "failed" and "cold" not in state["evals"]
     assert sorted(p.name for p in (out / "stages/cold/checkpoints").iterdir()) == ["step_1", "step_2"]
-    monkeypatch.delenv("R1LAB_FAULT_AT_STEP")
     monkeypatch.undo()
     calls = calls_of(monkeypatch)
     capsys.readouterr()

@@ -115,12 +115,68 @@ def test_a_model_that_stops_reports_stop_and_counts_its_eos():
     assert body["usage"]["completion_tokens"] == 1  # the EOS token itself
 
 
-def test_injected_failures_come_first_then_answers():
-    model, tok = _tiny()
-    server, base = start(CompletionService(model, tok, "flaky", fail_first=2, fail_status=503))
-    try:
-        statuses = [post(f"{base}/v1/completions", {"prompt": "a", "max_tokens": 1})[0] for _ in range(3)]
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert statuses == [503, 503, 200]
+# ---------------------------------------------------------------------------------------------------------------
+# The official `openai` client against the server: plain responses and server-sent-event streams
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client(served):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{served}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_openai_client_chat_completion_with_n_and_usage(client):
+    reply = client.chat.completions.create(model="tiny-test", messages=MESSAGES, max_tokens=5, n=2, seed=1)
+    assert reply.object == "chat.completion" and reply.model == "tiny-test"
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert [c.finish_reason for c in reply.choices] == ["length", "length"]
+    assert all(c.message.role == "assistant" and len(tiny_tokenizer().encode(c.message.content)) == 5
+               for c in reply.choices)
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (21, 10, 31)
+
+
+def test_openai_client_chat_stream_equals_the_plain_response(client):
+    plain = client.chat.completions.create(model="tiny-test", messages=MESSAGES, max_tokens=5, n=2, seed=3)
+    chunks = list(client.chat.completions.create(model="tiny-test", messages=MESSAGES, max_tokens=5, n=2, seed=3,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
+    *deltas, last = chunks
+    assert last.choices == [] and last.usage.model_dump() == plain.usage.model_dump()  # the usage chunk comes last
+    assert all(c.usage is None and len(c.choices) == 1 for c in deltas)
+    for choice in plain.choices:
+        mine = [c.choices[0] for c in deltas if c.choices[0].index == choice.index]
+        assert mine[0].delta.role == "assistant"
+        assert "".join(c.delta.content or "" for c in mine) == choice.message.content
+        assert mine[-1].finish_reason == choice.finish_reason and all(c.finish_reason is None for c in mine[:-1])
+
+
+def test_openai_client_completions_stream(client):
+    plain = client.completions.create(model="tiny-test", prompt="abc", max_tokens=7, temperature=0)
+    chunks = list(client.completions.create(model="tiny-test", prompt="abc", max_tokens=7, temperature=0,
+                                            stream=True))
+    assert plain.choices[0].text and plain.usage.completion_tokens == 7
+    assert "".join(c.choices[0].text for c in chunks) == plain.choices[0].text
+    assert [c.choices[0].finish_reason for c in chunks][-1] == "length"
+    assert all(c.usage is None for c in chunks)  # no usage chunk unless stream_options asks for it
+
+
+def test_stream_wire_format(served):
+    body = json.dumps({"prompt": "abc", "max_tokens": 3, "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+    req = urllib.request.Request(f"{served}/v1/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        text = response.read().decode()
+    events = text.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""] and all(e.startswith("data: ") for e in events[:-1])
+    chunks = [json.loads(e[len("data: "):]) for e in events[:-2]]
+    assert [c["object"] for c in chunks] == ["text_completion"] * len(chunks)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    status, error = post(f"{served}/v1/completions", {"prompt": "a", "stream_options": {"include_usage": True}})
+    assert status == 400 and "stream_options" in error["error"]["message"]  # only with stream: true
+    status, error = post(f"{served}/v1/completions", {"prompt": "a", "stream": "yes"})
+    assert status == 400 and "'stream' must be true or false" in error["error"]["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -191,16 +192,24 @@ def sets(items: list[str]) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
+def r1lab_killed_after_checkpoint(step: int, *args: str) -> subprocess.CompletedProcess:
+    """`r1lab ARGS`, SIGKILLed right after writing the checkpoint of ``step`` (tests/kill_after_checkpoint.py)."""
+    killer = Path(__file__).parents[1] / "kill_after_checkpoint.py"
+    return subprocess.run([sys.executable, str(killer), str(step), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
 def test_kill_and_resume_matches_straight_run(tiny_model_dir, sft_files, tmp_path, capsys):
-    """4 steps straight == the CLI SIGKILLed at the start of step 3, then --resume (bit-identical weights and logs)."""
+    """4 steps straight == the CLI SIGKILLed before step 3 (after step 2's checkpoint), then --resume (bit-identical
+    weights and logs)."""
     from r1lab.cli import main
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     common = ["train.steps=4", "log.tensorboard=false", "model.autocast=bfloat16", "eval.accuracy=false"]
     train_sft(load_config(SFTConfig, None, tiny_sets(tiny_model_dir, sft_files, straight) + common))
     args = ["sft", "--data", str(sft_files / "traces.jsonl"), *sets(tiny_sets(tiny_model_dir, sft_files, resumed) + common)]
-    killed = r1lab(*args, env={"R1LAB_FAULT_AT_STEP": "3"})  # a real process, really killed
-    assert killed.returncode != 0 and not (resumed / "final").exists()
+    killed = r1lab_killed_after_checkpoint(2, *args)  # a real process, really killed
+    assert killed.returncode == -signal.SIGKILL and not (resumed / "final").exists(), killed.stderr
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     out = capsys.readouterr().out

@@ -5,6 +5,7 @@ and prompts a training run used."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, ConfigError, PromptConfig, TaskConfig, option, require
 from r1lab.evals.metrics import DEFAULT_REFLECTION_WORDS
@@ -31,6 +32,46 @@ class EvalModelConfig:
                                    "compare across machines; the resolved dtype is recorded", GENERATION_DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+
+
+@dataclass
+class EvalTaskConfig(TaskConfig):
+    """The training jobs' task section, but a benchmark is evaluated whole: the train/held-out split is for training."""
+
+    eval_size: Optional[int] = option(None, "problems evaluated. Unset: all of them with split all, the training "
+                                            "jobs' default held-out set (200) with split held_out. N: the first N "
+                                            "of the seeded order, i.e. the held-out set of a training run with "
+                                            "task.eval_size=N")
+    split: str = option("auto", "all: every problem of a fixed benchmark (humaneval, code:FILE, math:FILE, a "
+                                ".jsonl/.parquet file, general); held_out: the problems a training job with this task "
+                                "section holds out, to score a model trained on that task on problems it never saw "
+                                "(the only choice for rg: and mix tasks, which generate their problems); auto: "
+                                "held_out for rg:/mix tasks or with task.eval_path, else all",
+                        ("auto", "all", "held_out"))
+
+    def check(self) -> None:
+        from r1lab.tasks import generates_problems
+
+        require(self.eval_size is None or self.eval_size > 0, "eval_size", "must be > 0, or unset (all problems)")
+        require(self.train_size > 0, "train_size", "must be > 0")
+        require(not (self.split == "all" and generates_problems(self.name)), "split",
+                f"{self.name} generates its problems, so there is no fixed set to evaluate all of; use held_out "
+                f"(or auto)")
+        require(not (self.split == "all" and self.eval_path), "eval_path",
+                "names the held-out file of split held_out; to evaluate that file alone, set task.name to it")
+
+    def resolved_split(self) -> str:
+        from r1lab.tasks import generates_problems
+
+        if self.split != "auto":
+            return self.split
+        return "held_out" if generates_problems(self.name) or self.eval_path else "all"
+
+    def resolved_eval_size(self) -> int | None:
+        """None = every problem (split all)."""
+        if self.eval_size is None and self.resolved_split() == "held_out":
+            return TaskConfig().eval_size
+        return self.eval_size
 
 
 @dataclass
@@ -135,10 +176,24 @@ class EvalJobConfig:
     """``r1lab eval``: n samples per problem, every metric, a report; cached so a new metric costs no generation."""
 
     model: EvalModelConfig = field(default_factory=EvalModelConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: EvalTaskConfig = field(default_factory=EvalTaskConfig)
     prompt: EvalPromptConfig = field(default_factory=EvalPromptConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     log: OutputConfig = field(default_factory=OutputConfig)
+
+    def check(self) -> None:
+        # Few-shot prompts show solved problems that are not evaluated: with split all every problem is
+        if self.task.resolved_split() != "all":
+            return
+        asks = {"prompt.few_shot": self.prompt.few_shot}
+        if self.sensitivity.builtin:
+            asks["sensitivity.builtin"] = max(v.get("few_shot", 0) for v in BUILTIN_VARIANTS.values())
+        for name, overrides in self.sensitivity.variants.items():
+            asks[f"sensitivity.variants.{name}"] = overrides.get("few_shot", 0)
+        for key, shots in asks.items():
+            require(not shots, key, f"few-shot prompts ({shots} shots) show solved problems from outside the "
+                                    f"evaluated set, and task.split=all evaluates every problem of {self.task.name}; "
+                                    f"set task.split=held_out (shots then come from the training side)")

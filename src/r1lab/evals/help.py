@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 EVAL_DESCRIPTION = (
-    "Evaluate a model on a task's held-out problems with n samples per problem (defaults: the R1 report's "
-    "temperature 0.6, top-p 0.95). Writes a run folder with results.json, completions.jsonl, report.md, "
-    "pass_at_k.png and lengths.png. Generations are cached (model, prompt, sampling, n, seed), so re-running with "
-    "another k or metric does not regenerate. With --method, an inference-time scaling method answers each problem "
-    "instead and is scored by accuracy and tokens."
+    "Evaluate a model on a task's problems with n samples per problem (defaults: the R1 report's temperature 0.6, "
+    "top-p 0.95): every problem of a fixed benchmark (HumanEval, a file), the held-out set of a generated task "
+    "(rg:, mix), or with task.split=held_out the problems a training run on that task held out. Writes a run "
+    "folder with results.json, completions.jsonl, report.md, pass_at_k.png and lengths.png. Generations are "
+    "cached (model, prompt, sampling, n, seed), so re-running with another k or metric does not regenerate. With "
+    "--method, an inference-time scaling method answers each problem instead and is scored by accuracy and tokens."
 )
 
 METRICS = (

@@ -99,7 +99,7 @@ def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path,
     defaults = getattr(method, "param_defaults", {})
     results = {
         "model": cfg.model.name, "task": cfg.task.name, "task_params": task_params(cfg.task),
-        "task_seed": cfg.task.seed,
+        "task_seed": cfg.task.seed, "task_split": cfg.task.split,
         "num_problems": len(examples), "method": cfg.method.name,
         "method_params": {**defaults, **cfg.method.params},
         "sampling": {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,

@@ -106,7 +106,8 @@ def task_params(task_cfg) -> dict:
 
 
 def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None) -> EvalResult:
-    """Evaluate ``cfg.model`` on ``cfg.task``'s held-out problems. ``engine_factory`` (tests) replaces the HF engine."""
+    """Evaluate ``cfg.model`` on ``cfg.task``'s problems (every problem of a benchmark, a generated task's held-out
+    set: ``task.split``). ``engine_factory`` (tests) replaces the HF engine."""
     import torch
 
     from r1lab.evals.prompts import prompt_variants, render_prompts
@@ -121,8 +122,9 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.model.device)
     # Resolved before anything is recorded: config.json, the results and the generation cache's key name the dtype
-    # that generated, never "auto".
+    # that generated, never "auto", and config.json the problems evaluated (task.split, task.eval_size).
     cfg.model.dtype = generation_dtype(device, cfg.model.dtype)
+    cfg.task.split, cfg.task.eval_size = cfg.task.resolved_split(), cfg.task.resolved_eval_size()
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     started = time.monotonic()
 
@@ -132,7 +134,7 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     tokenizer = AutoTokenizer.from_pretrained(folder)
     prepare_tokenizer(tokenizer)
     t = cfg.task
-    task = load_task(t.name, task_params(t), t.seed, t.train_size, t.eval_size, t.eval_path)
+    task = load_task(t.name, task_params(t), t.seed, t.train_size, t.eval_size, t.eval_path, t.split)
     engine_cache: dict[str, Any] = {}
 
     def engine():  # loaded on first cache miss only
@@ -185,7 +187,8 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
 
     results: dict[str, Any] = {
         "model": cfg.model.name, "model_folder": str(folder), "task": t.name, "task_params": task_params(t),
-        "task_seed": t.seed, "num_problems": len(task.eval), "sampling": sampling_record(cfg, ks),
+        "task_seed": t.seed, "task_split": t.split, "num_problems": len(task.eval),
+        "sampling": sampling_record(cfg, ks),
         "prices_per_million": {"input": cfg.metrics.price_input, "output": cfg.metrics.price_output},
         "metrics": variants["default"], "generated_prompts": generated, "cache_file": str(cache.path or ""),
         "seconds": time.monotonic() - started,

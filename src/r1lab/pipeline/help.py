@@ -20,8 +20,9 @@ EPILOG = """pipeline YAML:
   eval:                         the evaluation after every model-producing stage (optional)
     enabled: true               false = no evaluations
     base: true                  also evaluate the base model first
-    set: {task.eval_size: 100}  keys of `r1lab eval --help` (defaults here: sampling.n=1,
-                                sampling.temperature=0, metrics.ks=[1], cache in OUTPUT/cache)
+    set: {task.eval_size: 100}  keys of `r1lab eval --help` (defaults here: task.split=held_out,
+                                task.eval_size=200, sampling.n=1, sampling.temperature=0,
+                                metrics.ks=[1], cache in OUTPUT/cache)
   keep_checkpoints: false       false: delete a training stage's checkpoints/ once it is done (final/ stays)
   stages:                       run in this order
     - name: cold_start          folder-safe, unique; the run folder is OUTPUT/stages/NAME

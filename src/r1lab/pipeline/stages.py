@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from r1lab.config import ConfigError, GRPOConfig, RMConfig, SFTConfig
+from r1lab.config import ConfigError, GRPOConfig, RMConfig, SFTConfig, TaskConfig
 from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 from r1lab.config import option, require, to_dict
 from r1lab.pipeline.config import PipelineConfig, Stage, job_config
@@ -110,8 +110,11 @@ def _rm(cfg: PipelineConfig, stage: Stage) -> dict:
 
 
 def eval_defaults(cfg: PipelineConfig) -> dict[str, Any]:
-    """The pipeline's evaluation: greedy, one sample per held-out problem, generations cached in the run folder."""
-    return {"sampling.n": 1, "sampling.temperature": 0.0, "metrics.ks": [1],
+    """The pipeline's evaluation: greedy, one sample per held-out problem, generations cached in the run folder.
+    Held out even for a fixed benchmark (r1lab eval alone scores all of it): the stages may train on its other
+    problems."""
+    return {"task.split": "held_out", "task.eval_size": TaskConfig().eval_size, "sampling.n": 1,
+            "sampling.temperature": 0.0, "metrics.ks": [1],
             "log.cache_dir": str(cfg.output_dir / "cache" / "generations"), **cfg.eval.set}
 
 

@@ -1,17 +1,22 @@
-"""``r1lab serve``: an OpenAI-compatible HTTP server on r1lab's own generation engine (``HFGenerateEngine``).
+"""``r1lab serve``: an OpenAI-compatible HTTP server on r1lab's rollout engine (``HFGenerateEngine``: the decode
+loop training generates with, each prompt prefilled once for its n samples, Llama-family models stepping on a
+static cache and r1lab's C kernels).
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (messages through the tokenizer's chat template) and
 ``POST /v1/completions`` (a raw prompt). Request fields honoured: model (echoed), messages / prompt, max_tokens,
-temperature (0 = greedy), top_p, top_k, n, seed, stop. Responses carry ``usage`` (prompt_tokens,
-completion_tokens counted with the model's tokenizer, completion tokens including the end-of-sequence token)
-and ``finish_reason`` ("length" when max_tokens cut the completion, else "stop").
+temperature (0 = greedy), top_p, top_k, n, seed, stop, stream, stream_options.include_usage. Responses carry
+``usage`` (prompt_tokens, completion_tokens counted with the model's tokenizer, completion tokens including the
+end-of-sequence token) and ``finish_reason`` ("length" when max_tokens cut the completion, else "stop").
+
+``stream: true`` answers with server-sent events as OpenAI's API defines them: ``chat.completion.chunk`` objects
+(``text_completion`` ones for /v1/completions) carrying each choice's ``delta``, a last chunk per choice with its
+``finish_reason``, with ``stream_options.include_usage`` a chunk with no choices and the ``usage``, then
+``data: [DONE]``. The engine decodes a whole batch and has no per-token callback, so the chunks are sent once a
+request's generation is done: the wire format is the streaming one, the latency is not.
 
 Standard library only (``http.server.ThreadingHTTPServer``): connections are handled in threads, generation is
 serialised by a lock (one model, one forward at a time). Meant for local use (distillation with a local teacher,
 tests of endpoint clients); for throughput use vLLM or SGLang, which speak the same API.
-
-``fail_first`` / ``fail_status`` answer the first N generation requests with an error status, to test a
-client's retries (``r1lab generate`` is tested that way).
 """
 
 from __future__ import annotations
@@ -33,22 +38,12 @@ class RequestError(ValueError):
 class CompletionService:
     """The model side of the server: turns an OpenAI request body into a response body."""
 
-    def __init__(self, model, tokenizer, model_name: str, batch_size: int = 16, fail_first: int = 0,
-                 fail_status: int = 500):
+    def __init__(self, model, tokenizer, model_name: str, batch_size: int = 16):
         from r1lab.rollout.hf import HFGenerateEngine
 
         self.engine = HFGenerateEngine(model.eval(), tokenizer, batch_size=batch_size)
         self.tokenizer, self.model_name = tokenizer, model_name
-        self.fail_first, self.fail_status = fail_first, fail_status
-        self.requests_seen = 0
         self._lock = threading.Lock()  # one generate() at a time: the model is shared by every handler thread
-        self._count_lock = threading.Lock()
-
-    def injected_failure(self) -> int | None:
-        """The status to answer this generation request with, while ``fail_first`` requests have not failed yet."""
-        with self._count_lock:
-            self.requests_seen += 1
-            return self.fail_status if self.requests_seen <= self.fail_first else None
 
     def prompt_text(self, body: dict, chat: bool) -> str:
         if chat:
@@ -121,6 +116,47 @@ class CompletionService:
         return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "r1lab"}]}
 
 
+def stream_usage(body: dict) -> bool | None:
+    """None for a plain response; for ``stream: true``, whether a usage chunk is asked for."""
+    stream, options = body.get("stream", False), body.get("stream_options")
+    if not isinstance(stream, bool):
+        raise RequestError(f"'stream' must be true or false, got {stream!r}")
+    if options is not None and not stream:
+        raise RequestError("'stream_options' is only allowed with 'stream': true")
+    if options is not None and not isinstance(options, dict):
+        raise RequestError("'stream_options' must be an object, e.g. {\"include_usage\": true}")
+    return bool((options or {}).get("include_usage")) if stream else None
+
+
+def stream_chunks(response: dict, chat: bool, include_usage: bool) -> list[dict]:
+    """A finished response as the chunks OpenAI's streaming API sends: per choice, (chat) a first delta with the
+    role, one with the text, and a last one with the finish_reason; then, with ``include_usage``, a chunk without
+    choices carrying the usage, every earlier chunk having ``usage: null``."""
+    head = {"id": response["id"], "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": response["created"], "model": response["model"]}
+    extra = {"usage": None} if include_usage else {}
+
+    def chunk(index: int, piece: dict, finish: str | None) -> dict:
+        return {**head, "choices": [{"index": index, **piece, "logprobs": None, "finish_reason": finish}], **extra}
+
+    chunks = []
+    for choice in response["choices"]:
+        i = choice["index"]
+        if chat:
+            text = choice["message"]["content"]
+            chunks.append(chunk(i, {"delta": {"role": "assistant", "content": ""}}, None))
+            if text:
+                chunks.append(chunk(i, {"delta": {"content": text}}, None))
+            chunks.append(chunk(i, {"delta": {}}, choice["finish_reason"]))
+        else:
+            if choice["text"]:
+                chunks.append(chunk(i, {"text": choice["text"]}, None))
+            chunks.append(chunk(i, {"text": ""}, choice["finish_reason"]))
+    if include_usage:
+        chunks.append({**head, "choices": [], "usage": response["usage"]})
+    return chunks
+
+
 def _handler(service: CompletionService, verbose: bool):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -140,6 +176,19 @@ def _handler(service: CompletionService, verbose: bool):
         def _error(self, status: int, message: str) -> None:
             self._send(status, {"error": {"message": message, "type": HTTPStatus(status).phrase, "code": status}})
 
+        def _send_events(self, events: list[dict]) -> None:
+            """Server-sent events, one ``data:`` line each and ``[DONE]`` last, in HTTP/1.1 chunked encoding (the
+            length of a stream is not known up front, and the connection stays open for the next request)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for data in [*(json.dumps(e) for e in events), "[DONE]"]:
+                payload = f"data: {data}\n\n".encode()
+                self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+
         def do_GET(self):  # noqa: N802 - http.server's naming
             if self.path.rstrip("/") in ("/v1/models", "/models"):
                 self._send(200, service.models())
@@ -156,19 +205,21 @@ def _handler(service: CompletionService, verbose: bool):
                 return
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
-            status = service.injected_failure()
-            if status is not None:
-                self._error(status, "injected failure (r1lab serve --fail-first)")
-                return
             try:
                 body = json.loads(raw or b"{}")
                 if not isinstance(body, dict):
                     raise RequestError("the request body must be a JSON object")
-                self._send(200, service.complete(body, chat))
+                include_usage = stream_usage(body)
+                response = service.complete(body, chat)
             except (json.JSONDecodeError, RequestError) as err:
                 self._error(400, str(err))
             except Exception as err:  # noqa: BLE001 - a server answers 500 rather than dropping the connection
                 self._error(500, f"{type(err).__name__}: {err}")
+            else:  # errors are answered before the first byte of a stream, as plain JSON
+                if include_usage is None:
+                    self._send(200, response)
+                else:
+                    self._send_events(stream_chunks(response, chat, include_usage))
 
     return Handler
 
@@ -182,8 +233,8 @@ def make_server(service: CompletionService, host: str = "127.0.0.1", port: int =
 
 
 def run_server(model_name: str, host: str = "127.0.0.1", port: int = 8000, dtype: str = "float32",
-               device: str = "auto", batch_size: int = 16, served_name: str | None = None, fail_first: int = 0,
-               fail_status: int = 500, verbose: bool = True) -> None:
+               device: str = "auto", batch_size: int = 16, served_name: str | None = None,
+               verbose: bool = True) -> None:
     """Load ``model_name`` (any source ``load_model`` accepts) and serve until interrupted."""
     import torch
 
@@ -194,8 +245,7 @@ def run_server(model_name: str, host: str = "127.0.0.1", port: int = 8000, dtype
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = generation_dtype(device, dtype)
     loaded = load_model(model_name, dtype=getattr(torch, dtype), device=device)
-    service = CompletionService(loaded.model, loaded.tokenizer, served_name or model_name, batch_size,
-                                fail_first, fail_status)
+    service = CompletionService(loaded.model, loaded.tokenizer, served_name or model_name, batch_size)
     server = make_server(service, host, port, verbose)
     print(f"serving {served_name or model_name} ({dtype}) at http://{host}:{server.server_address[1]}/v1 "
           "(chat/completions, completions, models); Ctrl-C stops", flush=True)

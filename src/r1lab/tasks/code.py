@@ -14,11 +14,10 @@ User JSONL (task name ``code:path/to/file.jsonl``), one problem per line: ``prom
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from r1lab.data.jsonl import jsonl_rows
-from r1lab.tasks.base import Task, drop_held_out, overlap_key
+from r1lab.tasks.base import Task, drop_held_out, split_task
 from r1lab.tasks.files import DatasetFormatError
 from r1lab.types import Example
 
@@ -40,19 +39,6 @@ def code_scorer(answer: str, example: Example) -> float:
     if program is None:
         return 0.0
     return run_program(program, tests, entry_point, setup).fraction
-
-
-def _split(name: str, examples: list[Example], seed: int, eval_size: int) -> Task:
-    """Seeded split by distinct prompt, so no held-out problem (or a copy of it) is trained on."""
-    keys = sorted({overlap_key(e) for e in examples})
-    if eval_size >= len(keys):
-        raise ValueError(f"task {name}: {len(keys)} distinct problems, cannot hold out {eval_size} and still train; "
-                         f"lower task.eval_size")
-    random.Random(seed).shuffle(keys)
-    held = set(keys[:eval_size])
-    held_out = [e for e in examples if overlap_key(e) in held]
-    train = [e for e in examples if overlap_key(e) not in held]
-    return Task(name=name, train=train, eval=held_out, scorer=code_scorer)
 
 
 def humaneval_examples() -> list[Example]:
@@ -126,15 +112,17 @@ def read_code_examples(path: str | Path) -> list[Example]:
     return examples
 
 
-def load_code_task(name: str, seed: int, eval_size: int, eval_path: str | None = None) -> Task:
-    """``humaneval`` or ``code:<file.jsonl>`` (with an optional separate held-out file ``eval_path``)."""
+def load_code_task(name: str, seed: int, eval_size: int | None, eval_path: str | None = None,
+                   split: str = "held_out") -> Task:
+    """``humaneval`` or ``code:<file.jsonl>`` (with an optional separate held-out file ``eval_path``); ``split``
+    as in ``split_task``."""
     if name == "humaneval":
         if eval_path:
             raise ValueError("task humaneval: task.eval_path does not apply; HumanEval is split by task.eval_size")
-        return _split("humaneval", humaneval_examples(), seed, eval_size)
+        return split_task("humaneval", humaneval_examples(), seed, eval_size, code_scorer, split)
     path = name[len("code:"):]
     examples = read_code_examples(path)
     if eval_path:
         held_out = read_code_examples(eval_path)
         return Task(name=name, train=drop_held_out(examples, held_out), eval=held_out, scorer=code_scorer)
-    return _split(name, examples, seed, eval_size)
+    return split_task(name, examples, seed, eval_size, code_scorer, split)

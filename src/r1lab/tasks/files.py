@@ -6,12 +6,11 @@ A malformed row is reported with its file, line (JSONL) or row (Parquet) and fie
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 from r1lab.data.jsonl import jsonl_rows
-from r1lab.tasks.base import Task, drop_held_out, normalised_match, overlap_key
+from r1lab.tasks.base import Task, drop_held_out, normalised_match, split_task
 from r1lab.types import Example
 
 
@@ -59,18 +58,15 @@ def read_examples(path: str | Path) -> list[Example]:
     raise DatasetFormatError(f"{path}: unsupported dataset format {path.suffix!r}; use .jsonl or .parquet")
 
 
-def load_file_task(path: str, seed: int, eval_size: int, eval_path: str | None = None) -> Task:
+def _match_gold(answer: str, example: Example) -> float:
+    return normalised_match(answer, example.answer)
+
+
+def load_file_task(path: str, seed: int, eval_size: int | None, eval_path: str | None = None,
+                   split: str = "held_out") -> Task:
+    """``split`` as in ``split_task``; a separate held-out file ``eval_path`` replaces the split."""
     examples = read_examples(path)
     if eval_path:
         held_out = read_examples(eval_path)
-        train = drop_held_out(examples, held_out)
-    else:
-        # Split by unique question so duplicates of a held-out question cannot sit in train.
-        keys = sorted({overlap_key(e) for e in examples})
-        random.Random(seed).shuffle(keys)
-        if eval_size >= len(keys):
-            raise ValueError(f"{path}: {len(keys)} distinct prompts, cannot hold out {eval_size}; lower task.eval_size")
-        eval_keys = set(keys[:eval_size])
-        held_out = [e for e in examples if overlap_key(e) in eval_keys]
-        train = [e for e in examples if overlap_key(e) not in eval_keys]
-    return Task(name=str(path), train=train, eval=held_out, scorer=lambda a, e: normalised_match(a, e.answer))
+        return Task(name=str(path), train=drop_held_out(examples, held_out), eval=held_out, scorer=_match_gold)
+    return split_task(str(path), examples, seed, eval_size, _match_gold, split)

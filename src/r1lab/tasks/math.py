@@ -9,6 +9,7 @@ dataset's answer format; load them as ``rg:NAME``.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 from r1lab.rewards.mathcheck import check_math_params, verify_math
@@ -25,10 +26,11 @@ def math_scorer(answer: str, example: Example, settings: dict | None = None) -> 
 
 
 def load_math_file_task(
-    path: str, seed: int, eval_size: int, eval_path: str | None = None, verifier: dict | None = None
+    path: str, seed: int, eval_size: int | None, eval_path: str | None = None, verifier: dict | None = None,
+    split: str = "held_out",
 ) -> Task:
     """``path`` without the ``math:`` prefix; the held-out file (``eval_path``), if any, is read the same way.
     ``verifier`` holds the math-verify pool settings (timeout, workers, memory_mb) from ``task.params``."""
     settings = check_math_params(dict(verifier or {}), owner=f"task {PREFIX}{path}: task.params")
-    task = load_file_task(path, seed, eval_size, eval_path)
-    return Task(name=f"{PREFIX}{path}", train=task.train, eval=task.eval, scorer=partial(math_scorer, settings=settings))
+    task = load_file_task(path, seed, eval_size, eval_path, split)
+    return dataclasses.replace(task, name=f"{PREFIX}{path}", scorer=partial(math_scorer, settings=settings))

@@ -20,7 +20,7 @@ from typing import Any
 
 from r1lab.data.jsonl import jsonl_rows
 from r1lab.rewards.combine import is_verifiable
-from r1lab.tasks.base import Task, overlap_key
+from r1lab.tasks.base import Task, split_task
 from r1lab.types import Example
 
 SOURCE_KEYS = ("name", "params", "weight", "eval_size")
@@ -52,19 +52,13 @@ def _no_verifier(answer: str, example: Example) -> float:
                      f"reward_model reward and route rules away with rewards.apply_to")
 
 
-def load_general_task(name: str, seed: int, eval_size: int) -> Task:
-    """``general`` (the built-in prompts, CC0) or ``general:FILE``; ``eval_size`` prompts are held out."""
+def load_general_task(name: str, seed: int, eval_size: int | None, split: str = "held_out") -> Task:
+    """``general`` (the built-in prompts, CC0) or ``general:FILE``; ``eval_size`` prompts are held out (``split``
+    as in ``split_task``)."""
     from r1lab.data.preferences import builtin_path
 
     path = builtin_path("general_prompts.jsonl") if name == "general" else Path(name.split(":", 1)[1])
-    examples = read_general_prompts(path)
-    keys = sorted({overlap_key(e) for e in examples})
-    random.Random(seed).shuffle(keys)
-    if eval_size >= len(keys):
-        raise ValueError(f"task {name}: {len(keys)} distinct prompts, cannot hold out {eval_size}; lower eval_size")
-    held = set(keys[:eval_size])
-    return Task(name=name, train=[e for e in examples if overlap_key(e) not in held],
-                eval=[e for e in examples if overlap_key(e) in held], scorer=_no_verifier)
+    return split_task(name, read_general_prompts(path), seed, eval_size, _no_verifier, split)
 
 
 # --- mixture ------------------------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ import contextlib
 import copy
 import json
 import math
-import os
-import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -104,12 +102,9 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         logger.log(0, eval_before)
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    fault_step = int(os.environ.get("R1LAB_FAULT_AT_STEP", "0"))  # test hook: simulate a kill (SIGKILL)
     progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress, desc="grpo")
     step = start_step
     for step in range(start_step + 1, cfg.train.steps + 1):
-        if fault_step and step == fault_step:
-            os.kill(os.getpid(), signal.SIGKILL)
         t0 = time.monotonic()
 
         # 1. generate: G completions per prompt

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,13 +105,10 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
             logger.log(0, eval_before)
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    fault_step = int(os.environ.get("R1LAB_FAULT_AT_STEP", "0"))  # test hook: simulate a kill (SIGKILL)
     progress = Progress(total=total_steps, initial=start_step, enabled=cfg.log.progress, desc="sft")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     step = start_step
     for step in range(start_step + 1, total_steps + 1):
-        if fault_step and step == fault_step:
-            os.kill(os.getpid(), signal.SIGKILL)
         t0 = time.monotonic()
 
         # 1. this step's examples, as packed (or one-example) rows in micro-batches
