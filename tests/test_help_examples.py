@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.machinery
+import importlib.util
 import io
 import re
 import shlex
@@ -121,6 +123,22 @@ def markdown_examples() -> list[tuple[str, str, list[str]]]:
     return found
 
 
+@contextlib.contextmanager
+def every_package_installed():
+    """Validation that probes for an optional package (rollout.engine=vllm asks ``find_spec("vllm")``) finds it:
+    an example is checked against the config schema, not against what this machine has installed."""
+    real = importlib.util.find_spec
+
+    def find_spec(name, package=None):
+        return real(name, package) or importlib.machinery.ModuleSpec(name, None)
+
+    importlib.util.find_spec = find_spec
+    try:
+        yield
+    finally:
+        importlib.util.find_spec = real
+
+
 def config_error(cls: type, overrides: list[str]) -> str | None:
     try:
         load_config(cls, None, overrides)
@@ -134,7 +152,7 @@ def problem(kind: str, argv: list[str]) -> str | None:
     its own: an error the defaults have without it too (sft's required data.train_path) is not its fault."""
     err = io.StringIO()
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), every_package_installed():
             if kind == "set":
                 cls = config_class(argv[0])
                 error = config_error(cls, [argv[1]])
