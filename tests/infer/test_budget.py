@@ -52,12 +52,12 @@ def test_budget_holds_on_a_real_model(tiny_model_dir):
     from r1lab.infer.generation import EngineGenerator
     from r1lab.models.loading import load_model
     from r1lab.rollout.base import SamplingParams
-    from r1lab.rollout.hf import HFGenerateEngine
+    from r1lab.rollout.native_engine import NativeEngine
     from r1lab.tasks.base import Task, normalised_match
 
     loaded = load_model(str(tiny_model_dir))
     tok = loaded.tokenizer
-    ctx = InferContext(generator=EngineGenerator(HFGenerateEngine(loaded.model, tok, batch_size=8), tok),
+    ctx = InferContext(generator=EngineGenerator(NativeEngine(loaded.model, tok, batch_size=8), tok),
                        render=lambda e, instruction: e.question, sampling=SamplingParams(1.0, 1.0, 0, 64),
                        task=Task("t", [Example("x", "1", prompt="x")], [], lambda a, e: normalised_match(a, e.answer)))
     examples = [Example(f"e{i}", "5", prompt=f"{i}+3=") for i in range(4)]

@@ -6,7 +6,7 @@ from r1lab.infer.generation import EngineGenerator
 from r1lab.models.loading import prepare_tokenizer
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout.base import SamplingParams
-from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.native_engine import NativeEngine
 
 
 def test_stop_strings_and_caps_on_scripted_text(scripted_ctx):
@@ -30,7 +30,7 @@ def test_caps_hold_on_a_real_model():
     prepare_tokenizer(tok)
     model = tiny_model(tok, seed=3)
     model.generation_config.eos_token_id = tok.eos_token_id
-    gen = EngineGenerator(HFGenerateEngine(model, tok, batch_size=16), tok)
+    gen = EngineGenerator(NativeEngine(model, tok, batch_size=16), tok)
     caps = [2, 5, 9]
     out = gen.complete(["1+1=", "2+2=", "3+3="], 2, SamplingParams(1.0, 1.0, 0, 64), max_tokens=caps)
     for cap, group in zip(caps, out):

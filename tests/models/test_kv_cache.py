@@ -11,7 +11,7 @@ from r1lab.algos.logprobs import completion_logprobs
 from r1lab.models.kv_cache import cache_argument_name, output_cache
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout.base import SamplingParams
-from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.native_engine import NativeEngine
 
 
 class _OldForward(torch.nn.Module):
@@ -67,7 +67,7 @@ def test_generation_and_training_forward_raise_no_deprecation_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         for fast_decode in (True, False):  # the Llama decoder and HF's own step
-            engine = HFGenerateEngine(model, tok, batch_size=2, fast_decode=fast_decode)
+            engine = NativeEngine(model, tok, batch_size=2, fast_decode=fast_decode)
             engine.generate(["1+1=", "22+3="], 2, SamplingParams(max_new_tokens=4, temperature=1.0))
         completions = torch.tensor([[5, 6, 7], [8, 9, 10]])
         completion_logprobs(model, enc.input_ids, enc.attention_mask, completions, torch.ones_like(completions))

@@ -44,3 +44,32 @@ def _decode_two_prompts(model, steps: int = 5, native_kernels: bool = True):
 def decode_two_prompts():
     """``_decode_two_prompts`` (model, steps=5, native_kernels=True) -> (HF logits, decoder logits, decoder)."""
     return _decode_two_prompts
+
+
+def _sampling_logprobs(model, batch, sampling, eos_ids=(), min_new_tokens: int = 0) -> torch.Tensor:
+    """(B, C) log-prob of each sampled token under the distribution it was drawn from, from one full forward pass
+    of prompt + completion: EOS banned before ``min_new_tokens``, then temperature, top-k, top-p (greedy: the
+    model's own distribution); 0 past each EOS. The oracle for every engine's ``rollout_logprobs``."""
+    from r1lab.rollout.sampling import warp_logits
+
+    ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)  # (B, P + C)
+    mask = torch.cat([batch.prompt_mask, torch.ones_like(batch.completion_ids)], dim=1)
+    P, C = batch.prompt_ids.shape[1], batch.completion_ids.shape[1]
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits.float()
+    out = []
+    for t in range(C):
+        x = logits[:, P + t - 1].clone()  # (B, V): the logits token t was drawn from
+        if t < min_new_tokens:
+            x[:, list(eos_ids)] = float("-inf")
+        if sampling.temperature > 0:
+            x = warp_logits(x, sampling)
+        out.append(x.log_softmax(dim=-1).gather(1, batch.completion_ids[:, t : t + 1]).squeeze(1))
+    logp = torch.stack(out, dim=1)  # (B, C); pads past EOS may be tokens top-k or top-p excluded (-inf)
+    return torch.where(batch.completion_mask.bool(), logp, torch.zeros_like(logp))
+
+
+@pytest.fixture
+def sampling_logprobs():
+    """``_sampling_logprobs`` (model, batch, sampling, eos_ids=(), min_new_tokens=0) -> (B, C) oracle log-probs."""
+    return _sampling_logprobs

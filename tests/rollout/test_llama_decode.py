@@ -9,7 +9,7 @@ from r1lab.models.kv_cache import output_cache
 from r1lab.models.loading import prepare_tokenizer
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout.base import SamplingParams
-from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.native_engine import NativeEngine
 from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
 from r1lab.rollout.packed_linear import packing_applies
 from r1lab.train.optim import build_optimizer
@@ -44,7 +44,7 @@ def test_qwen2_engine_greedy_equals_hf_generate():
     prepare_tokenizer(tok)  # left padding, as every engine user loads it
     model = _qwen2(len(tok))
     model.generation_config.eos_token_id = tok.eos_token_id
-    engine = HFGenerateEngine(model, tok, batch_size=64)
+    engine = NativeEngine(model, tok, batch_size=64)
     assert engine.decoder is not None
     prompts = ["7*6=", "a long question: 9+9="]
     batch = engine.generate(prompts, n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=8))
@@ -108,7 +108,7 @@ def test_other_architectures_fall_back_to_hf_step():
     assert "gpt2" in unsupported_reason(gpt2)
     with pytest.raises(ValueError, match="gpt2"):
         LlamaDecoder(gpt2)
-    engine = HFGenerateEngine(gpt2, tok, batch_size=8)
+    engine = NativeEngine(gpt2, tok, batch_size=8)
     assert engine.decoder is None
     batch = engine.generate(["1+1="], n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=4))
     assert batch.completion_ids.shape[0] == 2
@@ -121,7 +121,7 @@ def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
     prepare_tokenizer(tok)
     policy = tiny_model(tok, seed=7)
     policy.generation_config.eos_token_id = tok.eos_token_id
-    engine = HFGenerateEngine(policy, tok, dtype=torch.bfloat16, batch_size=64)
+    engine = NativeEngine(policy, tok, dtype=torch.bfloat16, batch_size=64)
     assert engine.decoder.own_weights
     greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
     prompts = ["1+1=", "a longer one: 40+2="]
@@ -136,7 +136,7 @@ def test_owned_weights_are_views_of_the_fused_buffers_and_follow_syncs():
             p.add_(torch.randn(p.shape, generator=gen) * 0.5)
     engine.sync_weights(policy)
     after = engine.generate(prompts, n=1, sampling=greedy)
-    fresh = HFGenerateEngine(policy, tok, dtype=torch.bfloat16, batch_size=64).generate(prompts, n=1, sampling=greedy)
+    fresh = NativeEngine(policy, tok, dtype=torch.bfloat16, batch_size=64).generate(prompts, n=1, sampling=greedy)
     assert engine.decoder.layers[0]["qkv"] is fused  # no rebuild
     assert torch.equal(after.completion_ids, fresh.completion_ids)
     assert not torch.equal(after.completion_ids, before.completion_ids)  # the update changed what it generates
@@ -150,7 +150,7 @@ def test_a_synced_engine_decodes_with_the_weights_of_a_fused_adamw_step(dtype):
     prepare_tokenizer(tok)
     policy = tiny_model(tok, seed=7)
     policy.generation_config.eos_token_id = tok.eos_token_id
-    engine = HFGenerateEngine(policy, tok, dtype=dtype, batch_size=64)
+    engine = NativeEngine(policy, tok, dtype=dtype, batch_size=64)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
     prompts = ["1+1=", "a longer one: 40+2="]
     before = engine.generate(prompts, n=1, sampling=greedy)
@@ -163,7 +163,7 @@ def test_a_synced_engine_decodes_with_the_weights_of_a_fused_adamw_step(dtype):
         assert [p._version for p in policy.parameters()] == versions  # the counters did not move
     engine.sync_weights(policy)
     after = engine.generate(prompts, n=1, sampling=greedy)
-    fresh = HFGenerateEngine(policy, tok, dtype=dtype, batch_size=64).generate(prompts, n=1, sampling=greedy)
+    fresh = NativeEngine(policy, tok, dtype=dtype, batch_size=64).generate(prompts, n=1, sampling=greedy)
     assert torch.equal(after.completion_ids, fresh.completion_ids)
     assert not torch.equal(after.completion_ids, before.completion_ids)  # the step changed what it generates
 

@@ -12,7 +12,7 @@ from r1lab.models.loading import prepare_tokenizer
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout import native_kernels
 from r1lab.rollout.base import SamplingParams
-from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.native_engine import NativeEngine
 
 BF16_ULP = 2.0 ** -7  # bf16 keeps 8 significant bits: one unit in the last place of a number in [1, 2)
 
@@ -223,7 +223,7 @@ def test_bf16_engine_greedy_equals_hf_generate_on_native_kernels():
     prepare_tokenizer(tok)
     model = tiny_model(tok, seed=7, hidden=64).to(torch.bfloat16).eval()
     model.generation_config.eos_token_id = tok.eos_token_id
-    engine = HFGenerateEngine(model, tok, batch_size=64)
+    engine = NativeEngine(model, tok, batch_size=64)
     prompts = ["7*6=", "a long question: 9+9="]
     batch = engine.generate(prompts, n=1, sampling=SamplingParams(temperature=0.0, max_new_tokens=12))
     assert engine.decoder is not None and native_kernels.unavailable_reason(2, 16) is None

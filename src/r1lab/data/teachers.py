@@ -1,7 +1,7 @@
 """Teachers behind one interface: requests (an Example and a sample index) in, replies out as they complete.
 
 * ``ProgramTeacher`` (``program:<name>``): exact step-by-step solvers for procedural tasks (program_teachers.py).
-* ``LocalTeacher``: a local HF folder or GGUF file through ``load_model`` and ``HFGenerateEngine`` (batched).
+* ``LocalTeacher``: a local HF folder or GGUF file through ``load_model`` and ``NativeEngine`` (batched).
 * ``EndpointTeacher``: any OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, DeepSeek's API,
   ``r1lab serve``) over /chat/completions or /completions, with bounded concurrency, retries with exponential
   back-off and a timeout.
@@ -117,7 +117,7 @@ class ProgramTeacher:
 # A local model
 # ---------------------------------------------------------------------------------------------------------------
 class LocalTeacher:
-    """A local HF folder / GGUF file / cached hub id, generating in batches with ``HFGenerateEngine``."""
+    """A local HF folder / GGUF file / cached hub id, generating in batches with ``NativeEngine``."""
 
     def __init__(self, model_name: str, prompt: TeacherPrompt, sampling: TeacherSampling, dtype: str = "float32",
                  device: str = "cpu", batch_size: int = 32, loaded=None):
@@ -125,7 +125,7 @@ class LocalTeacher:
 
         from r1lab.models.loading import load_model
         from r1lab.models.precision import generation_dtype
-        from r1lab.rollout.hf import HFGenerateEngine
+        from r1lab.rollout.native_engine import NativeEngine
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -136,7 +136,7 @@ class LocalTeacher:
             self.dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
         self.name = model_name
         self.tokenizer = loaded.tokenizer
-        self.engine = HFGenerateEngine(loaded.model.eval(), loaded.tokenizer, batch_size=batch_size)
+        self.engine = NativeEngine(loaded.model.eval(), loaded.tokenizer, batch_size=batch_size)
         self.prompt, self.sampling, self.batch_size = prompt, sampling, batch_size
 
     def render(self, example: Example) -> str:

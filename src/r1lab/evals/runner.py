@@ -143,11 +143,11 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
                 engine_cache["engine"] = engine_factory()
             else:
                 from r1lab.models.loading import load_model
-                from r1lab.rollout.hf import HFGenerateEngine
+                from r1lab.rollout.native_engine import NativeEngine
 
                 loaded = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype), device=device)
-                engine_cache["engine"] = HFGenerateEngine(loaded.model, loaded.tokenizer,
-                                                          batch_size=cfg.sampling.batch_size)
+                engine_cache["engine"] = NativeEngine(loaded.model, loaded.tokenizer,
+                                                      batch_size=cfg.sampling.batch_size)
         return engine_cache["engine"]
 
     s = cfg.sampling

@@ -39,7 +39,7 @@ def _first_stop(text: str, stop: Sequence[str]) -> tuple[int, str] | None:
 
 
 class EngineGenerator:
-    """A ``TextGenerator`` over a ``RolloutEngine`` (e.g. ``HFGenerateEngine``) and its tokenizer."""
+    """A ``TextGenerator`` over a ``RolloutEngine`` (e.g. ``NativeEngine``) and its tokenizer."""
 
     def __init__(self, engine, tokenizer):
         self.engine = engine

@@ -124,7 +124,7 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
     if generator is None:
         from r1lab.infer.generation import EngineGenerator
         from r1lab.models.loading import load_model
-        from r1lab.rollout.hf import HFGenerateEngine
+        from r1lab.rollout.native_engine import NativeEngine
         from r1lab.models.precision import generation_dtype
         from r1lab.train.run_setup import resolve_device
 
@@ -132,7 +132,7 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
         loaded = load_model(cfg.model.name, dtype=getattr(torch, generation_dtype(device, cfg.model.dtype)),
                             device=device)
         tokenizer = loaded.tokenizer
-        generator = EngineGenerator(HFGenerateEngine(loaded.model, tokenizer), tokenizer)
+        generator = EngineGenerator(NativeEngine(loaded.model, tokenizer), tokenizer)
 
     def render(example, instruction):
         return build_prompt(example, tokenizer, cfg.prompt.template, cfg.prompt.system,

@@ -49,10 +49,12 @@ def tiny_model(tokenizer=None, seed: int = 0, hidden: int = 32, layers: int = 2)
     return LlamaForCausalLM(config)
 
 
-def save_tiny_model(folder, seed: int = 0) -> None:
-    """Write a tiny model + tokenizer as an HF folder, so the CLI can load it like any other model."""
+def save_tiny_model(folder, seed: int = 0, hidden: int = 32) -> None:
+    """Write a tiny model + tokenizer as an HF folder, so the CLI can load it like any other model.
+
+    ``hidden`` >= 128 for vLLM: its CPU attention takes head sizes from 32 up (4 heads here)."""
     tok = tiny_tokenizer()
-    model = tiny_model(tok, seed=seed)
+    model = tiny_model(tok, seed=seed, hidden=hidden)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(folder)

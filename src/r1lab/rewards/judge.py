@@ -225,10 +225,10 @@ def local_prompt(tokenizer, system: str, prompt: str) -> str:
 def local_replies(prompts: list[str], p: dict) -> list[str]:
     """Replies of the local judge model to each prompt (greedy when temperature is 0)."""
     from r1lab.rollout.base import SamplingParams
-    from r1lab.rollout.hf import HFGenerateEngine
+    from r1lab.rollout.native_engine import NativeEngine
 
     loaded = _load_local_judge(str(p["model"]), str(p["device"]))
-    engine = HFGenerateEngine(loaded.model, loaded.tokenizer, batch_size=int(p["batch_size"]))
+    engine = NativeEngine(loaded.model, loaded.tokenizer, batch_size=int(p["batch_size"]))
     texts = [local_prompt(loaded.tokenizer, p["system"], prompt) for prompt in prompts]
     sampling = SamplingParams(temperature=float(p["temperature"]), max_new_tokens=int(p["max_tokens"]))
     return engine.generate(texts, n=1, sampling=sampling).texts if texts else []

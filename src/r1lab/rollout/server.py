@@ -1,4 +1,4 @@
-"""``r1lab serve``: an OpenAI-compatible HTTP server on r1lab's rollout engine (``HFGenerateEngine``: the decode
+"""``r1lab serve``: an OpenAI-compatible HTTP server on r1lab's rollout engine (``NativeEngine``: the decode
 loop training generates with, each prompt prefilled once for its n samples, Llama-family models stepping on a
 static cache and r1lab's C kernels).
 
@@ -39,9 +39,9 @@ class CompletionService:
     """The model side of the server: turns an OpenAI request body into a response body."""
 
     def __init__(self, model, tokenizer, model_name: str, batch_size: int = 16):
-        from r1lab.rollout.hf import HFGenerateEngine
+        from r1lab.rollout.native_engine import NativeEngine
 
-        self.engine = HFGenerateEngine(model.eval(), tokenizer, batch_size=batch_size)
+        self.engine = NativeEngine(model.eval(), tokenizer, batch_size=batch_size)
         self.tokenizer, self.model_name = tokenizer, model_name
         self._lock = threading.Lock()  # one generate() at a time: the model is shared by every handler thread
 

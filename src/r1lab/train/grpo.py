@@ -26,7 +26,7 @@ from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
 from r1lab.rollout.base import SamplingParams
-from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.engines import build_engine
 from r1lab.tasks import load_task
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
@@ -56,9 +56,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     reference = None
     if cfg.algo.beta > 0:  # beta = 0: no reference model at all (memory and one forward pass saved)
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.rollout.batch_size,
-                              min_new_tokens=cfg.rollout.min_new_tokens, fast_decode=cfg.rollout.fast_decode,
-                              native_kernels=cfg.rollout.native_kernels)
+    engine = build_engine(cfg.rollout, policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], seed=cfg.train.seed,
+                          max_new_tokens=cfg.eval.max_new_tokens)
     if cfg.train.gradient_checkpointing:  # after the copies above: only the trained policy replays its layers
         enable_activation_checkpointing(policy)
     task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
@@ -141,7 +140,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             scheduler.step()
 
         # 6. the rollout copy follows the policy
-        engine.sync_weights(policy)
+        t_sync = engine.sync_weights(policy)
 
         # 7. log
         metrics = _rollout_metrics(results, batch, rewards, valid, adv)
@@ -149,7 +148,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
         metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/score_s": t_score,
-                        "time/optimize_s": t_opt,
+                        "time/optimize_s": t_opt, "time/weight_sync_s": t_sync,
                         "time/train_total_s": counters["train_seconds"], "lr": used_lr, "counters/skipped_steps": counters["skipped_steps"],
                         "counters/reward_errors": counters["reward_errors"]})
         limit_s = cfg.train.time_limit_minutes * 60

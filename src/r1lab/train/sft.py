@@ -78,10 +78,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
     engine = None
     if cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
-        from r1lab.rollout.hf import HFGenerateEngine
+        from r1lab.rollout.native_engine import NativeEngine
 
-        engine = HFGenerateEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype],
-                                  batch_size=cfg.eval.batch_size)
+        engine = NativeEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.eval.batch_size)
 
     start_step, counters = 0, {"train_seconds": 0.0, "skipped_steps": 0, "trained_tokens": 0}
     if resume and checkpoints:

@@ -1,11 +1,12 @@
-"""Rollouts: masks from EOS positions (never from the pad id), truncation flags, grouping, greedy determinism."""
+"""The native engine's rollouts: masks from EOS positions (never from the pad id), truncation flags, grouping,
+greedy determinism."""
 
 import pytest
 import torch
 
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
-from r1lab.rollout.hf import HFGenerateEngine
+from r1lab.rollout.native_engine import NativeEngine
 from r1lab.models.loading import prepare_tokenizer
 
 EOS = 2  # also the pad id, as in SmolLM2: a pad-based mask would drop the real EOS token
@@ -28,7 +29,7 @@ def _engine(dtype=None, fast_decode=True):
     prepare_tokenizer(tok)
     model = tiny_model(tok, seed=1)
     model.generation_config.eos_token_id = tok.eos_token_id
-    return HFGenerateEngine(model, tok, dtype=dtype, batch_size=3, fast_decode=fast_decode), tok
+    return NativeEngine(model, tok, dtype=dtype, batch_size=3, fast_decode=fast_decode), tok
 
 
 def test_groups_are_contiguous_and_greedy_is_deterministic():
@@ -114,8 +115,9 @@ def test_engine_log_probs_match_the_training_forward(fast_decode):
         logp, _ = completion_logprobs(engine.model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
                                       batch.completion_mask)
     m = batch.completion_mask.bool()
-    assert engine.last_logprobs.shape == batch.completion_ids.shape
-    torch.testing.assert_close(engine.last_logprobs[m], logp[m], rtol=0, atol=1e-5)
+    assert batch.rollout_logprobs.shape == batch.completion_ids.shape
+    torch.testing.assert_close(batch.rollout_logprobs[m], logp[m], rtol=0, atol=1e-5)
+    assert (batch.rollout_logprobs[~m] == 0).all()
 
 
 def test_min_new_tokens_suppresses_eos():

@@ -1,10 +1,11 @@
-"""Batched rollouts on a (possibly lower-precision) copy of the policy: HF ``generate``'s decode loop with shared
-prompt prefill and finished sequences leaving the batch; Llama-family models decode on ``LlamaDecoder``'s static
-cache, others on HF's own forward."""
+"""The ``native`` engine: r1lab's own decode loop, batched rollouts on a (possibly lower-precision) copy of the
+policy. HF ``generate``'s loop with shared prompt prefill and finished sequences leaving the batch; Llama-family
+models decode on ``LlamaDecoder``'s static cache (and r1lab's C kernels), others on HF's own forward."""
 
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 
@@ -12,7 +13,7 @@ from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.models.kv_cache import cache_argument_name, output_cache
 from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
 from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
-from r1lab.rollout.sampling import next_tokens
+from r1lab.rollout.sampling import next_tokens, row_generators, row_uniforms
 from r1lab.types import RolloutBatch
 
 
@@ -27,7 +28,7 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-class HFGenerateEngine:
+class NativeEngine:
     """Generates in ``dtype`` (e.g. bf16 rollouts from fp32 training weights).
 
     When ``dtype`` matches the policy's, the policy itself is used and ``sync_weights`` copies nothing; otherwise
@@ -44,7 +45,6 @@ class HFGenerateEngine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.min_new_tokens = min_new_tokens  # EOS is banned before this many tokens (HF's min_new_tokens)
-        self.last_logprobs: torch.Tensor | None = None  # (B, C) of the latest generate(), see there
         policy_dtype = next(policy.parameters()).dtype
         self.shares_policy = dtype is None or dtype == policy_dtype
         self.model = policy if self.shares_policy else copy.deepcopy(policy).to(dtype).eval()
@@ -55,7 +55,9 @@ class HFGenerateEngine:
                                         native_kernels=native_kernels)
 
     @torch.no_grad()
-    def sync_weights(self, policy: torch.nn.Module) -> None:
+    def sync_weights(self, policy: torch.nn.Module) -> float:
+        """Follows ``policy``'s current weights; returns the seconds it took."""
+        start = time.perf_counter()
         if not self.shares_policy:
             for dst, src in zip(self.model.parameters(), policy.parameters()):
                 dst.copy_(src)
@@ -64,9 +66,16 @@ class HFGenerateEngine:
             # without moving their version counters, so over shared weights the decoder would keep decoding with
             # its fused copies of the weights from before the step.
             self.decoder.weights_changed()
+        if next(self.model.parameters()).is_cuda:
+            torch.cuda.synchronize()  # the copies are queued, not done, when the loop returns
+        return time.perf_counter() - start
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], n: int, sampling: SamplingParams) -> RolloutBatch:
+    def generate(self, prompts: list[str], n: int, sampling: SamplingParams,
+                 seeds: list[int] | None = None) -> RolloutBatch:
+        """``seeds``: one per prompt; sample j of prompt i then draws from its own generator
+        (``rollout.sampling.row_generators``), so its tokens depend on nothing else in the batch. None: the global
+        RNG."""
         device = next(self.model.parameters()).device
         tok = self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -77,27 +86,28 @@ class HFGenerateEngine:
         prompts_per_chunk = max(1, self.batch_size // n)  # whole groups per decode batch
         for start in range(0, unique_ids.shape[0], prompts_per_chunk):
             ids, mask = unique_ids[start : start + prompts_per_chunk], unique_mask[start : start + prompts_per_chunk]
-            chunks.append(self._generate_groups(ids, mask, n, sampling))
+            generators = None
+            if seeds is not None and sampling.temperature > 0:
+                generators = row_generators(seeds[start : start + prompts_per_chunk], n)
+            chunks.append(self._generate_groups(ids, mask, n, sampling, generators))
         if was_training:
             self.model.train()
         width = max(c.shape[1] for c, _ in chunks)
         completion_ids = torch.cat(
             [torch.nn.functional.pad(c, (0, width - c.shape[1]), value=tok.pad_token_id) for c, _ in chunks]
         )  # (B, C)
-        # log-probs of the sampled tokens under the rollout copy's sampling distribution (0 past each EOS): kept for
-        # checks against the training forward and for off-policy corrections; GRPO itself does not read them
-        self.last_logprobs = torch.cat([torch.nn.functional.pad(lp, (0, width - lp.shape[1])) for _, lp in chunks])
+        logprobs = torch.cat([torch.nn.functional.pad(lp, (0, width - lp.shape[1])) for _, lp in chunks])  # (B, C)
         completion_mask, truncated = completion_mask_from_eos(completion_ids, self.eos_ids)
         lengths = completion_mask.sum(dim=1).long().tolist()
         texts = tok.batch_decode([row[:k] for row, k in zip(completion_ids.tolist(), lengths)], skip_special_tokens=True)
         return RolloutBatch(
             prompt_ids=unique_ids.repeat_interleave(n, dim=0), prompt_mask=unique_mask.repeat_interleave(n, dim=0),
             completion_ids=completion_ids, completion_mask=completion_mask, truncated=truncated, texts=texts,
-            group_size=n,
+            group_size=n, rollout_logprobs=logprobs,
         )
 
-    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int,
-                         sampling: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+    def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int, sampling: SamplingParams,
+                         generators: list[torch.Generator] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(U, P) left-padded prompts -> (U * n, C) completions, rows grouped by prompt, padded after EOS, and the
         (U * n, C) log-probs of those tokens under the distribution they were sampled from (0 after EOS).
 
@@ -132,8 +142,9 @@ class HFGenerateEngine:
         scratch = torch.empty(logits.shape, dtype=torch.float32, device=device)  # the sampler's, for the whole loop
         cache_name = cache_argument_name(self.model)  # HF's step only: `cache` or `past_key_values`
         for t in range(sampling.max_new_tokens):
+            uniforms = row_uniforms(generators, rows.tolist()) if generators is not None else None
             token, logp = next_tokens(logits, sampling, banned=eos if t < self.min_new_tokens else None,
-                                      scratch=scratch)  # (rows,)
+                                      scratch=scratch, uniforms=uniforms)  # (rows,)
             live = ~done
             written = rows[live]
             out[written, t], out_logp[written, t] = token[live], logp[live]
