@@ -189,26 +189,76 @@ class ModelConfig:
                            ("auto", "none", "bfloat16", "float16"))
 
 
+# Keys of the task section that describe an hf: dataset (columns, splits, scorer)
+HF_TASK_KEYS = ("subset", "train_split", "eval_split", "prompt_field", "answer_field", "answer_format", "scorer")
+
+
 @dataclass
 class TaskConfig:
     name: str = option("rg:basic_arithmetic", "rg:<reasoning-gym dataset>, a .jsonl/.parquet file, math:FILE "
-                                              "(math-verify), humaneval or code:FILE (sandboxed tests), general "
-                                              "(the built-in general prompts, no verifier), or mix (task.params.sources)")
+                                              "(math-verify), hf:SOURCE (a Hugging Face dataset: a save_to_disk "
+                                              "folder, a folder or glob of parquet/arrow/jsonl/csv files, or a hub "
+                                              "id in the local cache; see docs/data.md), humaneval or code:FILE "
+                                              "(sandboxed tests), general (the built-in general prompts, no "
+                                              "verifier), or mix (task.params.sources)")
     params: dict = option(
         {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+"],
          "allow_parentheses": False, "allow_negation": False},
-        "rg: tasks: keyword arguments of the reasoning-gym dataset config; math:FILE tasks: the verifier's "
-        "timeout, workers, memory_mb; other tasks take none (the default, the demo's settings, applies to rg: "
-        "tasks only). A mapping is replaced whole, not merged, when set",
+        "rg: tasks: keyword arguments of the reasoning-gym dataset config; math:FILE tasks and hf: tasks scored "
+        "by math: the verifier's timeout, workers, memory_mb; hf: tasks scored by countdown: numbers_field; other "
+        "tasks take none (the default, the demo's settings, applies to rg: tasks only). A mapping is replaced "
+        "whole, not merged, when set",
     )
     train_size: int = option(8000, "number of training problems generated (rg: tasks)")
     eval_size: int = option(200, "number of held-out problems (never in the training set)")
     eval_path: Optional[str] = option(None, "a separate held-out file for file tasks (else split from the file)")
     seed: int = option(1234, "seed of the train/held-out generators and split")
+    # The columns of an hf: dataset; set on another kind of task, they are an error rather than ignored
+    subset: str = option("", "hf: tasks: the dataset's subset (its config name), e.g. main for openai/gsm8k; empty = "
+                             "its only one")
+    train_split: str = option("train", "hf: tasks: the dataset split training problems come from")
+    eval_split: str = option("", "hf: tasks: the dataset split held-out problems come from, its first "
+                                 "task.eval_size rows (training rows with the same question are dropped; may equal "
+                                 "task.train_split); empty = hold out task.eval_size problems of task.train_split, "
+                                 "chosen by task.seed")
+    prompt_field: str = option("", "hf: tasks: the column holding the question (text, or chat turns), or a template "
+                                   "naming columns in braces, e.g. 'Make {target} from {nums}.'; empty = the first "
+                                   "of prompt, question, problem the dataset has")
+    answer_field: str = option("", "hf: tasks: the column holding the gold answer; empty = the first of answer, "
+                                   "solution, target the dataset has")
+    answer_format: str = option("auto", "hf: tasks: how the gold is read from answer_field: plain (the value as it "
+                                        "is), gsm8k (the text after the last '####', GSM8K's solutions), boxed (the "
+                                        "last \\boxed{...}, MATH's solutions), auto (gsm8k when the value has "
+                                        "'####', else boxed when it has \\boxed, else plain)",
+                                ("auto", "plain", "gsm8k", "boxed"))
+    scorer: str = option("math", "hf: tasks: how an extracted answer is checked against the gold: math (math-verify, "
+                                 "as math:FILE), match (numbers by value, text case- and space-folded), countdown "
+                                 "(an arithmetic expression using each number of the row's task.params.numbers_field "
+                                 "column, default nums, exactly once, equal to the gold)",
+                         ("math", "match", "countdown"))
+    overlong_prompts: str = option("error", "a prompt longer than the job's limit (rollout.max_prompt_tokens in "
+                                            "grpo, sampling.max_prompt_tokens in eval and generate): error = stop "
+                                            "before any training or generation, naming its file:line or dataset row; "
+                                            "drop = leave those problems out and say how many",
+                                   ("error", "drop"))
 
     def check(self) -> None:
         require(self.eval_size > 0, "eval_size", "must be > 0")
         require(self.train_size > 0, "train_size", "must be > 0")
+        self.check_dataset_keys()
+
+    def check_dataset_keys(self) -> None:
+        """The hf: keys: a source for hf: tasks, left at their defaults for every other task."""
+        if self.name.startswith("hf:"):
+            require(bool(self.name[3:].strip()), "name", "hf: needs a source, e.g. hf:openai/gsm8k or hf:train.jsonl")
+            require(bool(self.train_split), "train_split", "needs a split name, e.g. train")
+            require(self.eval_path is None, "eval_path", "hf: tasks take held-out problems from task.eval_split (a "
+                                                         "split of the same source), not from a file")
+            return
+        defaults = TaskConfig()
+        for key in HF_TASK_KEYS:
+            require(getattr(self, key) == getattr(defaults, key), key,
+                    f"applies to hf: tasks only (task.name=hf:SOURCE), not to {self.name!r}")
 
     def resolved_params(self) -> dict:
         """The params to load the task with. The default params are the demo's reasoning-gym settings; they are
@@ -289,6 +339,11 @@ class RolloutConfig:
                                    "GPUs; needs vLLM installed, see docs/engines.md)", ENGINES)
     group_size: int = option(8, "completions sampled per prompt (G in GRPO)")
     max_new_tokens: int = option(16, "longest completion; longer ones are truncated and flagged")
+    max_prompt_tokens: int = option(0, "longest prompt in tokens, counted as the model sees it (template included); "
+                                       "a longer training or held-out prompt stops the run before it starts, naming "
+                                       "the row (or is left out: task.overlong_prompts=drop); 0 = auto: the model's "
+                                       "context length (max_position_embeddings) minus the longest completion "
+                                       "(rollout.max_new_tokens or eval.max_new_tokens)")
     temperature: float = option(1.0, "sampling temperature for training rollouts")
     top_p: float = option(1.0, "nucleus sampling threshold")
     top_k: int = option(0, "top-k sampling (0 = off)")
@@ -314,6 +369,8 @@ class RolloutConfig:
         require(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         require(self.max_new_tokens > 0, "max_new_tokens", "must be > 0")
+        require(self.max_prompt_tokens >= 0, "max_prompt_tokens", "must be >= 0 (0 = auto: the context length "
+                                                                  "minus max_new_tokens)")
 
 
 @dataclass

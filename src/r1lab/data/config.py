@@ -68,6 +68,10 @@ class GenerateSamplingConfig:
     temperature: float = option(0.6, "sampling temperature (0 = greedy); the R1 report samples at 0.6")
     top_p: float = option(0.95, "nucleus sampling threshold")
     max_new_tokens: int = option(1024, "longest completion; a cut one has finish_reason 'length'")
+    max_prompt_tokens: int = option(0, "local model teachers: longest prompt in tokens, counted as the model sees it; "
+                                       "a longer one stops the job before any generation, naming its row (or is "
+                                       "left out: task.overlong_prompts=drop); 0 = auto: the model's context length "
+                                       "minus sampling.max_new_tokens")
     seed: int = option(0, "sampling seed (per sample: seed + sample index; program teachers: seed, id and sample)")
 
     def check(self) -> None:
@@ -75,6 +79,7 @@ class GenerateSamplingConfig:
         require(self.temperature >= 0, "temperature", "must be >= 0")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        require(self.max_prompt_tokens >= 0, "max_prompt_tokens", "must be >= 0 (0 = auto)")
 
 
 @dataclass

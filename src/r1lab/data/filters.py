@@ -64,10 +64,9 @@ def _examples_for(rows: list[tuple[int, dict]], cfg, path: str) -> tuple[list[Ex
     """The Example each row is verified against, the task object and the reward that verifies."""
     v = cfg.verify
     if v.verifier == "task":
-        from r1lab.tasks import load_task
+        from r1lab.tasks import load_task_config
 
-        t = cfg.task
-        task = load_task(t.name, t.resolved_params(), t.seed, t.train_size, t.eval_size, t.eval_path)
+        task = load_task_config(cfg.task)
         by_id = {e.id: e for e in task.train + task.eval}
         examples = []
         for lineno, row in rows:

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 from r1lab.data.teachers import Teacher, TeacherError, TeacherPrompt, TeacherRequest, TeacherSampling, make_teacher
+from r1lab.types import Example
 
 
 class TraceFileError(ValueError):
@@ -47,7 +48,7 @@ def scan_output(path: Path) -> tuple[set[tuple[str, int]], dict]:
         last = lineno == len(lines)
         if raw.strip():
             try:
-                row = json.loads(raw)
+                row = json.loads(raw.decode("utf-8-sig"))  # a hand-made file may start with a BOM
                 key = (row["id"], int(row["sample"]))
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
                 if last:  # cut by a kill mid-write: drop it
@@ -88,20 +89,36 @@ def build_teacher(cfg) -> Teacher:
     )
 
 
+def fit_local_prompts(examples: list[Example], teacher: Teacher, cfg) -> list[Example]:
+    """A local model teacher's prompts checked against ``sampling.max_prompt_tokens`` (r1lab.tasks.prompt_limits).
+    Program teachers read no prompt, and an endpoint's server applies its own model's limit."""
+    from r1lab.tasks.prompt_limits import fit_examples, prompt_limit
+
+    tokenizer, engine = getattr(teacher, "tokenizer", None), getattr(teacher, "engine", None)
+    if tokenizer is None or engine is None:
+        return examples
+    limit = prompt_limit(cfg.sampling.max_prompt_tokens, "sampling.max_prompt_tokens", engine.model.config,
+                         cfg.sampling.max_new_tokens)
+    what = "training" if cfg.output.split == "train" else "held-out"
+    return fit_examples(examples, [[teacher.render(e)] for e in examples], tokenizer, limit, cfg.task.overlong_prompts,
+                        what)
+
+
 def run_generate(cfg, teacher: Teacher | None = None) -> dict:
     """Generate the missing samples of ``cfg`` and return the summary (also written to PATH.summary.json).
 
     A teacher failure (an endpoint after its retries) leaves every finished row in the file, writes the summary
     with the error, and re-raises.
     """
-    from r1lab.tasks import load_task
+    from r1lab.tasks import load_task_config
     from r1lab.track.progress import Progress
 
-    t = cfg.task
-    task = load_task(t.name, t.resolved_params(), t.seed, t.train_size, t.eval_size, t.eval_path)
+    task = load_task_config(cfg.task)
     examples = task.train if cfg.output.split == "train" else task.eval
     if cfg.output.num_prompts:
         examples = examples[: cfg.output.num_prompts]
+    teacher = teacher or build_teacher(cfg)
+    examples = fit_local_prompts(examples, teacher, cfg)  # before any generation
     path = Path(cfg.output.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     done, before = scan_output(path)
@@ -109,7 +126,6 @@ def run_generate(cfg, teacher: Teacher | None = None) -> dict:
     requests = [TeacherRequest(e, s, sample_seed(seed, e.id, s)) for e in examples for s in range(k)
                 if (e.id, s) not in done]
     skipped = len(examples) * k - len(requests)
-    teacher = teacher or build_teacher(cfg)
     price_in, price_out = cfg.teacher.price_input, cfg.teacher.price_output
     run = {"rows": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "truncated": 0, "mistakes": 0}
     progress = Progress(total=len(examples) * k, initial=skipped, enabled=cfg.output.progress and bool(requests),

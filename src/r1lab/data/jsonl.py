@@ -10,7 +10,7 @@ from typing import Any, Iterator
 def jsonl_rows(path: str | Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for each non-blank line of ``path``, in order. A line that is not valid JSON
     raises ``error`` with "PATH:LINE: not valid JSON (...)"; checking the value's fields is the caller's job."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # skips a leading BOM (Notepad and Excel write one), as pandas does
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -43,7 +43,8 @@ class EvalTaskConfig(TaskConfig):
                                             "of the seeded order, i.e. the held-out set of a training run with "
                                             "task.eval_size=N")
     split: str = option("auto", "all: every problem of a fixed benchmark (humaneval, code:FILE, math:FILE, a "
-                                ".jsonl/.parquet file, general); held_out: the problems a training job with this task "
+                                ".jsonl/.parquet file, general; hf:SOURCE: every row of task.eval_split, else of "
+                                "task.train_split); held_out: the problems a training job with this task "
                                 "section holds out, to score a model trained on that task on problems it never saw "
                                 "(the only choice for rg: and mix tasks, which generate their problems); auto: "
                                 "held_out for rg:/mix tasks or with task.eval_path, else all",
@@ -59,6 +60,7 @@ class EvalTaskConfig(TaskConfig):
                 f"(or auto)")
         require(not (self.split == "all" and self.eval_path), "eval_path",
                 "names the held-out file of split held_out; to evaluate that file alone, set task.name to it")
+        self.check_dataset_keys()
 
     def resolved_split(self) -> str:
         from r1lab.tasks import generates_problems
@@ -93,6 +95,10 @@ class SamplingConfig:
     top_p: float = option(0.95, "nucleus sampling threshold (the R1 report's evaluation setting)")
     top_k: int = option(0, "top-k sampling (0 = off)")
     max_new_tokens: int = option(256, "longest response; longer ones are cut and counted as truncated")
+    max_prompt_tokens: int = option(0, "longest prompt in tokens, counted as the model sees it in every prompt "
+                                       "variant; a problem with a longer one stops the run before any generation, "
+                                       "naming its row (or is left out: task.overlong_prompts=drop); 0 = auto: the "
+                                       "model's context length minus sampling.max_new_tokens")
     batch_size: int = option(64, "sequences generated at once (whole groups of n)")
     seed: int = option(0, "sampling seed (part of the generation cache key)")
 
@@ -101,6 +107,7 @@ class SamplingConfig:
         require(self.temperature >= 0, "temperature", "must be >= 0")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         require(self.max_new_tokens > 0, "max_new_tokens", "must be > 0")
+        require(self.max_prompt_tokens >= 0, "max_prompt_tokens", "must be >= 0 (0 = auto)")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 

@@ -114,7 +114,8 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     from r1lab.models.loading import cache_root, prepare_tokenizer, resolve_model_folder
     from r1lab.models.precision import generation_dtype
     from r1lab.rollout.base import SamplingParams
-    from r1lab.tasks import load_task
+    from r1lab.tasks import load_task_config
+    from r1lab.tasks.prompt_limits import fit_task, prompt_limit
 
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
@@ -129,12 +130,18 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     started = time.monotonic()
 
     folder = resolve_model_folder(cfg.model.name)
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     prepare_tokenizer(tokenizer)
     t = cfg.task
-    task = load_task(t.name, task_params(t), t.seed, t.train_size, t.eval_size, t.eval_path, t.split)
+    task = load_task_config(t)
+    # Before any generation: a problem with a prompt (in any variant) over the limit stops the run or is left out
+    limit = prompt_limit(cfg.sampling.max_prompt_tokens, "sampling.max_prompt_tokens",
+                         AutoConfig.from_pretrained(folder), cfg.sampling.max_new_tokens)
+    shown_as = list(prompt_variants(cfg).values())
+    task = fit_task(task, lambda e: [render_prompts([e], task.train, tokenizer, p, t.seed)[0] for p in shown_as],
+                    tokenizer, limit, t.overlong_prompts, train=False)
     engine_cache: dict[str, Any] = {}
 
     def engine():  # loaded on first cache miss only

@@ -12,6 +12,7 @@ by ``r1lab eval --method beam_search|dvts|best_of_n``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
     from r1lab.models.loading import resolve_model_folder
     from r1lab.models.templates import build_prompt
     from r1lab.rollout.base import SamplingParams
-    from r1lab.tasks import load_task
+    from r1lab.tasks import load_task_config
     from r1lab.track.metrics import MetricsLogger
 
     run_dir = Path(cfg.log.output_dir)
@@ -119,8 +120,7 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
     torch.manual_seed(cfg.train.seed)
     t0 = time.monotonic()
 
-    task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed,
-                     max(cfg.task.train_size, cfg.mc.train_problems), cfg.task.eval_size, cfg.task.eval_path)
+    task = load_task_config(dataclasses.replace(cfg.task, train_size=max(cfg.task.train_size, cfg.mc.train_problems)))
     if generator is None:
         from r1lab.infer.generation import EngineGenerator
         from r1lab.models.loading import load_model

@@ -38,7 +38,7 @@ def run_mix(cfg: MixConfig) -> dict:
     """Write the mixed rows; each row's ``meta.mix_source`` names its source. Returns counts per source."""
     rows, counts = [], {}
     for name, path in cfg.inputs.items():
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # skips a leading BOM, as pandas does
             own = [json.loads(line) for line in f if line.strip()]
         cap = cfg.caps.get(name)
         own = own if cap is None else own[:cap]

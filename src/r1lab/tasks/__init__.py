@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1lab.tasks.base import SPLITS, Task
+
+if TYPE_CHECKING:
+    from r1lab.config import TaskConfig
+
+
+def load_task_config(cfg: "TaskConfig") -> Task:
+    """The task a job's ``task`` section describes; every job loads its task through here. An evaluation's section
+    also chooses the split (all or held_out) and may leave eval_size unset (r1lab.evals.config)."""
+    split = cfg.resolved_split() if hasattr(cfg, "resolved_split") else "held_out"
+    eval_size = cfg.resolved_eval_size() if hasattr(cfg, "resolved_eval_size") else cfg.eval_size
+    if cfg.name.startswith("hf:"):  # its columns and splits are fields of the section, not task.params
+        from r1lab.tasks.hf import load_hf_task
+
+        return load_hf_task(cfg, split, eval_size)
+    return load_task(cfg.name, cfg.resolved_params(), cfg.seed, cfg.train_size, eval_size, cfg.eval_path, split)
 
 
 def generates_problems(name: str) -> bool:
@@ -22,6 +37,9 @@ def load_task(
     ``eval_size`` held-out problems) or all (evaluation of a fixed benchmark: every problem, or ``eval_size`` of
     them, and no training set; see ``split_task``)."""
     params = dict(params or {})
+    if name.startswith("hf:"):
+        raise ValueError(f"task {name}: hf: tasks are described by a whole task section (columns, splits); load "
+                         "them with load_task_config, and not as a mix source")
     if split not in SPLITS:
         raise ValueError(f"task {name}: split {split!r}; allowed: {', '.join(SPLITS)}")
     if split == "all" and generates_problems(name):
@@ -63,9 +81,10 @@ def load_task(
                              f"settings), got {params}")
         return load_file_task(name, seed, eval_size, eval_path, split)
     raise ValueError(f"unknown task {name!r}: use 'rg:<reasoning-gym dataset>' (e.g. rg:chain_sum), "
-                     "a .jsonl/.parquet file, math:<file> to check its answers with math-verify, "
+                     "a .jsonl/.parquet file, math:<file> to check its answers with math-verify, hf:<dataset folder, "
+                     "files or cached hub id> (e.g. hf:openai/gsm8k), "
                      "humaneval, code:<file.jsonl> for code problems with tests, general[:<file.jsonl>] for "
                      "general prompts without answers, or mix (task.params.sources) to mix several")
 
 
-__all__ = ["SPLITS", "Task", "generates_problems", "load_task"]
+__all__ = ["SPLITS", "Task", "generates_problems", "load_task", "load_task_config"]

@@ -27,7 +27,8 @@ from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engines import build_engine
-from r1lab.tasks import load_task
+from r1lab.tasks import load_task_config
+from r1lab.tasks.prompt_limits import fit_task, prompt_limit
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
@@ -60,11 +61,13 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
                           max_new_tokens=cfg.eval.max_new_tokens)
     if cfg.train.gradient_checkpointing:  # after the copies above: only the trained policy replays its layers
         enable_activation_checkpointing(policy)
-    task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed, cfg.task.train_size, cfg.task.eval_size,
-                     cfg.task.eval_path)
+    prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction)  # noqa: E731
+    max_prompt = prompt_limit(cfg.rollout.max_prompt_tokens, "rollout.max_prompt_tokens", policy.config,
+                              max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens))
+    task = fit_task(load_task_config(cfg.task), lambda ex: [prompt_of(ex)], tokenizer, max_prompt,
+                    cfg.task.overlong_prompts)  # before any generation: an overlong prompt stops the run here
     ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
                         tokenizer=tokenizer, max_new_tokens=cfg.rollout.max_new_tokens)
-    prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction)  # noqa: E731
     sampler = PromptSampler(len(task.train), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         policy, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,

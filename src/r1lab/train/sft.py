@@ -53,10 +53,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     # --- data and task first (a bad row fails before any model loads), then model and teacher ------------------
     task = None
     if cfg.eval.accuracy:
-        from r1lab.tasks import load_task
+        from r1lab.tasks import load_task_config
 
-        task = load_task(cfg.task.name, cfg.task.resolved_params(), cfg.task.seed, cfg.task.train_size,
-                         cfg.task.eval_size, cfg.task.eval_path)
+        task = load_task_config(cfg.task)
     rows = select_rows(cfg, task.eval if task is not None else None)
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
     policy, tokenizer = loaded.model, loaded.tokenizer
