@@ -80,3 +80,16 @@ def test_build_engine_returns_the_configured_engine(name, cls):
     model, tok = _policy()
     engine = build_engine(RolloutConfig(engine=name, batch_size=5, min_new_tokens=2), model, tok)
     assert isinstance(engine, cls) and engine.batch_size == 5 and engine.min_new_tokens == 2
+
+
+def test_the_vllm_engine_without_vllm_is_a_config_error_naming_the_key():
+    import importlib.util
+
+    from r1lab.config import ConfigError, GRPOConfig, validate
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    cfg = GRPOConfig()
+    cfg.rollout.engine = "vllm"
+    with pytest.raises(ConfigError, match="rollout.engine.*make test-vllm"):
+        validate(cfg)

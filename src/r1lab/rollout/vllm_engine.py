@@ -56,6 +56,11 @@ class VLLMEngine:
     def __init__(self, policy: torch.nn.Module, tokenizer, dtype: torch.dtype | None = None, min_new_tokens: int = 0,
                  max_model_len: int = 0, gpu_memory_utilization: float = 0.3, kv_cache_gb: float = 0.0,
                  sleep: bool = True, enforce_eager: bool = False, seed: int = 0):
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and (
+                torch.distributed.get_world_size() > 1):
+            # vLLM would take the trainer's process group for its own world; one engine per rank needs vLLM's
+            # external-launcher mode, which this engine does not set up
+            raise ValueError("rollout.engine=vllm runs in a single process; under torchrun use rollout.engine=native")
         # The engine core in this process, not a child: weights then sync by reference, with no copy through a pipe
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from vllm import LLM
