@@ -59,8 +59,12 @@ def test_grpo_two_steps_end_to_end(tiny_model_dir, tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2]
     for key in ("reward/mean", "reward/accuracy", "reward/format", "reward/tag_count", "completion/mean_length",
-                "eval/greedy_accuracy", "time/step_s"):
+                "eval/greedy_accuracy", "time/step_s", "time/weight_sync_s", "rollout/abs_log_ratio",
+                "rollout/capped_fraction", "rollout/kl"):
         assert key in records[-1]
+    # truncated importance sampling is on by default; the engine and the trainer agree closely but not exactly
+    assert json.loads((run / "config.json").read_text())["algo"]["rollout_correction"] == "tis"
+    assert 0 <= records[-1]["rollout/abs_log_ratio"] < 0.05 and records[-1]["rollout/kl"] >= 0
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert samples and {"completion", "reward", "breakdown", "advantage"} <= set(samples[0])
     assert (run / "training.png").stat().st_size > 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -92,11 +93,21 @@ def _add_sft_parser(sub) -> None:
     _add_config_args(sft, with_file=False)
 
 
+# The jobs that run data-parallel under torchrun / srun (r1lab.parallel); the rest refuse a multi-process launch.
+DATA_PARALLEL_COMMANDS = ("grpo", "zero", "sft", "rm")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
+        return 2
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.command not in DATA_PARALLEL_COMMANDS:
+        print(f"error: `r1lab {args.command}` runs in one process, and this launcher started {launched} (WORLD_SIZE);"
+              f" each would repeat the whole job. Run it without torchrun/srun; data-parallel jobs: "
+              f"{', '.join(DATA_PARALLEL_COMMANDS)}", file=sys.stderr)
         return 2
     try:
         cfg = load_job_config(args)
@@ -170,6 +181,14 @@ def load_job_config(args: argparse.Namespace) -> Any:
     return load_config(cls, getattr(args, "config", None), given + args.overrides)
 
 
+def _finish_ranks() -> bool:
+    """End a training job's process group (under torchrun / srun); True on the rank that prints the summary."""
+    from r1lab.parallel import close_distributed, is_main_process
+
+    close_distributed()
+    return is_main_process()
+
+
 def _run_grpo(cfg: GRPOConfig, resume: bool) -> int:
     from r1lab.train.checkpoint import AlreadyFinished  # lazy: keeps `r1lab --help` fast
     from r1lab.train.grpo import train_grpo
@@ -179,6 +198,8 @@ def _run_grpo(cfg: GRPOConfig, resume: bool) -> int:
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if not _finish_ranks():
+        return 0
     print(f"run folder: {result.run_dir} (config, metrics, samples, training.png, final/)")
     if result.eval_before and result.eval_after:  # the last line, as `make demo` promises
         n = cfg.task.eval_size
@@ -196,6 +217,8 @@ def _run_sft(cfg: Any, resume: bool) -> int:
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if not _finish_ranks():
+        return 0
     print(f"run folder: {result.run_dir} (config, data, metrics, samples, training.png, final/)")
     before, after = result.eval_before or {}, result.eval_after or {}
     for key, name in (("eval/loss", "held-out loss"), ("eval/greedy_accuracy", "held-out accuracy")):
@@ -374,6 +397,8 @@ def _run_rm(cfg: Any, resume: bool) -> int:
     except (AlreadyFinished, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if not _finish_ranks():
+        return 0
     print(f"run folder: {result.run_dir} (config, metrics, eval/, training.png, results.json, final/)")
     print(f"use in GRPO: rewards.weights={{reward_model: 1.0}} rewards.params={{reward_model: "
           f"{{model: '{result.final_model_dir}'}}}}")

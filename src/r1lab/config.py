@@ -165,10 +165,16 @@ def require(condition: bool, key: str, message: str) -> None:
 from dataclasses import dataclass, field  # noqa: E402
 
 DTYPES = ("float32", "bfloat16", "float16")
+# Trained weights may also be float64: exact comparisons (1 rank vs N ranks on a tiny model, in tests)
+TRAIN_DTYPES = DTYPES + ("float64",)
 # Generate-only jobs (eval, teachers, PRM data, serve) also take auto, resolved by r1lab.models.precision
 GENERATION_DTYPES = ("auto",) + DTYPES
 AUTO_DTYPE_HELP = ("auto = bfloat16 where this device has fast bf16 matmuls (a GPU with bf16, a CPU with AMX, read "
                    "from its feature flags), else float32")
+# Data parallelism of the training jobs (r1lab.parallel), under torchrun / srun; one process without them
+PARALLEL_HELP = ("how ranks share the model under torchrun/srun: ddp = a full replica per rank, gradients summed "
+                 "over ranks once per step; the global batch is the configured one, whatever the world size")
+TIMEOUT_HELP = "minutes a collective waits for the other ranks before the job fails (a dead rank ends the job)"
 # The memory option of the training jobs (r1lab.models.checkpointing)
 CHECKPOINTING_HELP = ("activation checkpointing, a memory option: each decoder layer keeps only its input and is "
                       "recomputed in the backward pass (about one more forward of compute")
@@ -177,11 +183,11 @@ CHECKPOINTING_HELP = ("activation checkpointing, a memory option: each decoder l
 @dataclass
 class ModelConfig:
     name: str = option("smollm2-135m", "HF folder, .gguf file, hub id in the local cache, or the alias smollm2-135m")
-    train_dtype: str = option("float32", "dtype of the trained (master) weights", DTYPES)
+    train_dtype: str = option("float32", "dtype of the trained (master) weights", TRAIN_DTYPES)
     rollout_dtype: str = option("auto", "dtype of the generation copy, re-synced after every step (a copy only when "
                                         "it differs from train_dtype); auto = bfloat16 where this device has fast "
                                         "bf16 matmuls (GPUs with bf16, CPUs with AMX, read from the CPU's feature "
-                                        "flags, never timed), else float32", ("auto",) + DTYPES)
+                                        "flags, never timed), else float32", ("auto",) + TRAIN_DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
     autocast: str = option("auto", "autocast dtype for the training forward/backward (master weights stay in "
                                    "train_dtype); none = off; auto = bfloat16 where this device has fast bf16 "
@@ -376,6 +382,12 @@ class RolloutConfig:
 @dataclass
 class AlgoConfig:
     advantage: str = option("grpo", "advantage estimator", ("grpo", "dr_grpo", "rloo"))
+    rollout_correction: str = option("tis", "correction of the rollout engine / trainer mismatch "
+                                            "(r1lab.algos.rollout_correction): tis = weight each token's policy "
+                                            "gradient by min(pi_train / pi_rollout, cap); icepop = drop tokens whose "
+                                            "ratio leaves [1/cap, cap]; none = trust the engine",
+                                     ("none", "tis", "icepop"))
+    rollout_correction_cap: float = option(2.0, "the cap C of rollout_correction (verl and TRL use 2-3)")
     loss_aggregation: str = option("token_mean", "how the (B, T) loss becomes a scalar",
                                    ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
     clip_low: float = option(0.2, "PPO clip: ratio lower bound is 1 - clip_low")
@@ -391,6 +403,7 @@ class AlgoConfig:
         require(self.clip_low >= 0 and self.clip_high >= 0, "clip_low", "clip bounds must be >= 0")
         require(self.beta >= 0, "beta", "must be >= 0")
         require(self.num_iterations >= 1, "num_iterations", "must be >= 1")
+        require(self.rollout_correction_cap > 1, "rollout_correction_cap", "must be > 1")
 
 
 @dataclass
@@ -409,6 +422,8 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+    parallel: str = option("ddp", PARALLEL_HELP, ("ddp",))
+    collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; prompts are then run once per completion, "
                                                                       "not once per group)")
     time_limit_minutes: float = option(10.0, "stop (evaluate, checkpoint, save) once training has taken this many "
@@ -495,6 +510,8 @@ class SFTTrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for the data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+    parallel: str = option("ddp", PARALLEL_HELP, ("ddp",))
+    collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; a distillation teacher is not trained and "
                                                                       "keeps nothing)")
     time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
@@ -569,7 +586,7 @@ class SFTConfig:
 class RMModelConfig:
     name: str = option("smollm2-135m", "causal LM whose backbone initialises the reward model (HF folder, .gguf, "
                                        "cached hub id or smollm2-135m); the one-output score head starts fresh")
-    dtype: str = option("float32", "dtype of the trained weights", DTYPES)
+    dtype: str = option("float32", "dtype of the trained weights", TRAIN_DTYPES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
 
 
@@ -611,6 +628,8 @@ class RMTrainConfig:
                                    "train only the head on features computed once (a linear probe; fastest on CPU)")
     seed: int = option(0, "seed of the head's initialisation and the pair order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+    parallel: str = option("ddp", PARALLEL_HELP, ("ddp",))
+    collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, evaluation excluded; 0 = no limit")
 

@@ -19,14 +19,17 @@ import torch
 
 from r1lab.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, clipped_policy_loss
 from r1lab.algos.logprobs import attention_implementation, completion_logprobs, shared_weight_casts, training_attention
+from r1lab.algos.rollout_correction import ROLLOUT_CORRECTIONS, mismatch_sums
 from r1lab.config import GRPOConfig
-from r1lab.evals.accuracy import evaluate_accuracy
+from r1lab.evals.accuracy import accuracy_metrics, evaluate_accuracy
 from r1lab.models.checkpointing import enable_activation_checkpointing, replays_layers
 from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
+from r1lab.parallel import DistContext, all_gather_objects, all_reduce_gradients, all_reduce_sum, shard_bounds
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engines import build_engine
+from r1lab.rollout.sampling import prompt_seed
 from r1lab.tasks import load_task_config
 from r1lab.tasks.prompt_limits import fit_task, prompt_limit
 from r1lab.tasks.sampler import PromptSampler
@@ -47,8 +50,12 @@ class RunResult:
 
 
 def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
-    run_dir, final_dir, ckpt_dir, checkpoints, device = start_run(cfg, resume)
-    write_config(run_dir, cfg)
+    run_dir, final_dir, ckpt_dir, checkpoints, device, dist = start_run(cfg, resume)
+    if cfg.train.prompts_per_step % dist.world_size:
+        raise ValueError(f"train.prompts_per_step={cfg.train.prompts_per_step} is the global batch and must divide "
+                         f"evenly over the {dist.world_size} ranks (each rank owns whole groups); use a multiple of "
+                         f"{dist.world_size}")
+    write_config(run_dir, cfg, dist)
 
     # --- model, reference, rollout engine, task ------------------------------------------------------------
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
@@ -82,36 +89,49 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         start_step, counters = state["step"], state["counters"]
         engine.sync_weights(policy)
         print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
-    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard)
+    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard) if dist.is_main else None
+    eval_lo, eval_hi = shard_bounds(len(task.eval), dist)  # each rank evaluates its part of the held-out problems
+    eval_seeds = [cfg.train.seed * 7919 + i for i in range(len(task.eval))]  # sampled eval: one seed per problem
 
     def run_eval(step: int) -> dict:
-        greedy, records = evaluate_accuracy(engine, task.eval, prompt_of, ctx,
-                                            SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens))
+        mine = task.eval[eval_lo:eval_hi]
+        _, records = evaluate_accuracy(engine, mine, prompt_of, ctx, SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens))
+        records = [r for part in all_gather_objects(dist, records) for r in part]
+        greedy = accuracy_metrics(records)
         out = {"eval/greedy_accuracy": greedy["accuracy"], "eval/format_rate": greedy["format_rate"],
                "eval/mean_length": greedy["mean_length"]}
         if cfg.eval.sampled:
-            sampled, _ = evaluate_accuracy(engine, task.eval, prompt_of, ctx,
-                                           SamplingParams(cfg.eval.sampled_temperature, 1.0, 0, cfg.eval.max_new_tokens))
-            out["eval/sampled_accuracy"] = sampled["accuracy"]
-        (run_dir / "eval").mkdir(exist_ok=True)
-        with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+            _, sampled = evaluate_accuracy(engine, mine, prompt_of, ctx,
+                                           SamplingParams(cfg.eval.sampled_temperature, 1.0, 0, cfg.eval.max_new_tokens),
+                                           seeds=eval_seeds[eval_lo:eval_hi])
+            out["eval/sampled_accuracy"] = accuracy_metrics([r for part in all_gather_objects(dist, sampled)
+                                                             for r in part])["accuracy"]
+        if dist.is_main:
+            (run_dir / "eval").mkdir(exist_ok=True)
+            with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
         return out
 
     eval_before = None
     if cfg.eval.every and start_step == 0:
         eval_before = run_eval(0)
-        logger.log(0, eval_before)
+        if logger:
+            logger.log(0, eval_before)
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress, desc="grpo")
+    progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress and dist.is_main, desc="grpo")
+    per_rank = cfg.train.prompts_per_step // dist.world_size
+    first = dist.rank * per_rank  # this rank's prompts: [first, first + per_rank) of each step's global batch
     step = start_step
     for step in range(start_step + 1, cfg.train.steps + 1):
         t0 = time.monotonic()
 
-        # 1. generate: G completions per prompt
-        examples = [task.train[i] for i in sampler.next_indices(cfg.train.prompts_per_step)]
-        batch = engine.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling)
+        # 1. generate: G completions per prompt. Every rank draws the same global batch and keeps its part; a
+        # prompt's seed comes from (step, its place in the global batch), never from the rank
+        examples = [task.train[i] for i in sampler.next_indices(cfg.train.prompts_per_step)][first : first + per_rank]
+        seeds = [prompt_seed(cfg.train.seed, step, first + i) for i in range(per_rank)]
+        batch = engine.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling,
+                                seeds=seeds)
         batch = _to_device(batch, device)
         t_gen = time.monotonic() - t0
 
@@ -133,7 +153,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
         # 4-5. loss and optimizer step(s)
         t_opt = time.monotonic()
-        step_metrics = _optimize(cfg, policy, reference, optimizer, batch, adv, loss_mask)
+        step_metrics = _optimize(cfg, policy, reference, optimizer, batch, adv, loss_mask, dist)
         t_opt = time.monotonic() - t_opt
         if step_metrics.pop("skipped"):
             counters["skipped_steps"] += 1
@@ -145,8 +165,10 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # 6. the rollout copy follows the policy
         t_sync = engine.sync_weights(policy)
 
-        # 7. log
-        metrics = _rollout_metrics(results, batch, rewards, valid, adv)
+        # 7. log: rollout metrics and samples over the global batch (every rank's rows, in rank order)
+        rows = [row for part in all_gather_objects(dist, _row_records(batch, results, grouped_examples, adv))
+                for row in part]
+        metrics = _rollout_metrics(rows, G)
         metrics.update(step_metrics)
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
@@ -159,8 +181,9 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         last = step == cfg.train.steps or out_of_time
         if cfg.eval.every and (step % cfg.eval.every == 0 or last):
             metrics.update(run_eval(step))
-        logger.log(step, metrics)
-        logger.log_samples(step, _samples(batch, results, grouped_examples, adv, cfg.log.samples_per_step))
+        if logger:
+            logger.log(step, metrics)
+            logger.log_samples(step, _samples(rows, cfg.log.samples_per_step))
         info = {"reward": metrics["reward/mean"], "acc": metrics.get("eval/greedy_accuracy")}
         if limit_s > 0:  # the step-count ETA overstates a time-boxed run; show the budget left beside it
             info["budget_min"] = max(0.0, (limit_s - counters["train_seconds"]) / 60)
@@ -169,10 +192,13 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # 8. checkpoint
         if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
             ckpt.save_checkpoint(ckpt_dir, step, policy, optimizer, scheduler,
-                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints)
+                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints,
+                                 dist=dist)
         if last:
             break
     progress.close()
+    if not dist.is_main:  # rank 0 writes the plots and final/; the others are done
+        return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
     logger.close()
 
     # --- outputs: final HF folder and plots --------------------------------------------------------------------
@@ -189,19 +215,21 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
 
 def _to_device(batch, device):
-    for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated"):
-        setattr(batch, name, getattr(batch, name).to(device))
+    for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated", "rollout_logprobs"):
+        if getattr(batch, name) is not None:
+            setattr(batch, name, getattr(batch, name).to(device))
     return batch
 
 
-def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.Tensor, loss_mask: torch.Tensor) -> dict:
+def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.Tensor, loss_mask: torch.Tensor,
+              dist: DistContext) -> dict:
     """``num_iterations`` optimizer passes over the batch, each accumulating gradients over micro-batches.
 
-    Loss denominators (tokens, sequences) are those of the whole step, so accumulated gradients equal the
-    full-batch gradient whatever the micro-batch size.
+    Loss denominators (tokens, sequences) are those of the whole step over all ranks, so accumulated gradients,
+    summed over ranks, equal the full-batch gradient whatever the micro-batch size and the world size.
     """
     algo, B = cfg.algo, batch.completion_ids.shape[0]
-    num_tokens, num_seqs = float(loss_mask.sum()), float(B)
+    num_tokens, num_seqs = all_reduce_sum(dist, [float(loss_mask.sum()), float(B)])
     norm_constant = float(cfg.rollout.max_new_tokens)
     rows = torch.arange(B)
     if algo.skip_zero_advantage and algo.beta == 0:
@@ -210,6 +238,7 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     # padding (the gradient is a sum over rows, so the grouping does not change it)
     rows = rows[torch.argsort(batch.lengths.cpu()[rows], stable=True)]
     micro = [rows[i : i + cfg.train.micro_batch_size] for i in range(0, len(rows), cfg.train.micro_batch_size)]
+    trained_seqs, trained_tokens = all_reduce_sum(dist, [float(len(rows)), float(loss_mask[rows].sum())])
 
     autocast = cfg.model.autocast != "none"
     device_type = batch.completion_ids.device.type
@@ -219,8 +248,10 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
         groups, prompt_index = torch.unique(idx // batch.group_size, return_inverse=True)
         first_rows = (groups * batch.group_size).to(batch.prompt_ids.device)
         with torch.autocast(device_type, dtype=DTYPE.get(cfg.model.autocast, torch.bfloat16), enabled=autocast):
+            # at the rollout temperature: the distribution the tokens were sampled from (and the engine scored)
             return completion_logprobs(model, batch.prompt_ids[first_rows], batch.prompt_mask[first_rows],
                                        batch.completion_ids[idx], batch.completion_mask[idx], with_entropy=with_entropy,
+                                       temperature=cfg.rollout.temperature,
                                        prompt_index=prompt_index.to(batch.prompt_ids.device))
 
     # Old-policy log-probs: with one pass the ratio is exactly 1 at the only update, so the current log-probs
@@ -234,7 +265,10 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
         with torch.no_grad():
             ref_logps = [forward(reference, idx)[0] for idx in micro]
 
-    sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
+    sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "abs_log_ratio": 0.0, "capped": 0.0,
+            "rollout_kl": 0.0}
+    correct = ROLLOUT_CORRECTIONS.get(algo.rollout_correction)
+    rollout_logps = batch.rollout_logprobs  # (B, C) the engine's own; None when an engine records none
     skipped, grad_norm = False, float("nan")
     policy.train()
     # With activation checkpointing the layers run again in backward, with the attention they ran forward: one
@@ -253,6 +287,14 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
                 old = old_logps[j] if old_logps is not None else logp.detach()
                 mask = loss_mask[idx]
                 per_token, clipped = clipped_policy_loss(logp, old, adv[idx], algo.clip_low, algo.clip_high)
+                if rollout_logps is not None:  # the sampler's numerics are not the trainer's: importance weights
+                    weights, capped = correct(old, rollout_logps[idx], algo.rollout_correction_cap)
+                    per_token = per_token * weights
+                    if iteration == 0:
+                        gap = mismatch_sums(old, rollout_logps[idx], capped, mask)
+                        sums["abs_log_ratio"] += gap["abs_log_ratio"]
+                        sums["capped"] += gap["capped"]
+                        sums["rollout_kl"] += gap["kl"]
                 if ref_logps is not None:
                     kl = KL_ESTIMATORS.get(algo.kl_estimator)(logp, ref_logps[j])
                     per_token = per_token + algo.beta * kl
@@ -262,9 +304,10 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
                 sums["loss"] += float(loss.detach())
                 sums["clip_frac"] += float((clipped * mask).sum()) / max(num_tokens, 1)
                 if entropy is not None:
-                    sums["entropy"] += float((entropy * mask).sum()) / max(float(loss_mask[rows].sum()), 1)
-        if not micro:  # every group had identical rewards: nothing to learn from this batch
+                    sums["entropy"] += float((entropy * mask).sum()) / max(trained_tokens, 1)
+        if not trained_seqs:  # every group of every rank had identical rewards: nothing to learn from this batch
             break
+        all_reduce_gradients(policy, dist)  # every rank now holds the global gradient, and steps identically
         grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.train.max_grad_norm or float("inf")))
         if not math.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)  # non-finite gradient guard: skip the step, count it
@@ -272,34 +315,45 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
             break
         optimizer.step()
     n_iter = max(algo.num_iterations, 1)
+    sums = dict(zip(sums, all_reduce_sum(dist, list(sums.values()))))
     return {"loss/policy": sums["loss"] / n_iter, "loss/kl": sums["kl"] / n_iter if reference is not None else None,
-            "policy/clip_fraction": sums["clip_frac"] / n_iter, "policy/entropy": sums["entropy"] if micro else None,
-            "policy/grad_norm": grad_norm, "policy/trained_sequences": len(rows),
-            "tokens/trained": float(loss_mask[rows].sum()), "skipped": skipped}
+            "policy/clip_fraction": sums["clip_frac"] / n_iter,
+            "policy/entropy": sums["entropy"] if trained_seqs else None,
+            "policy/grad_norm": grad_norm, "policy/trained_sequences": int(trained_seqs),
+            # engine vs trainer on the trained tokens: mean |log ratio|, share capped (tis) or dropped (icepop), KL
+            **({"rollout/abs_log_ratio": sums["abs_log_ratio"] / max(trained_tokens, 1),
+                "rollout/capped_fraction": sums["capped"] / max(trained_tokens, 1),
+                "rollout/kl": sums["rollout_kl"] / max(trained_tokens, 1)} if rollout_logps is not None else {}),
+            "tokens/trained": trained_tokens, "skipped": skipped}
 
 
-def _rollout_metrics(results, batch, rewards: torch.Tensor, valid: torch.Tensor, adv: torch.Tensor) -> dict:
-    G = batch.group_size
+def _row_records(batch, results, examples, adv: torch.Tensor) -> list[dict]:
+    """One plain record per completion row: what the step's metrics and samples read, gathered from every rank."""
+    lengths, truncated = batch.lengths.long().tolist(), batch.truncated.tolist()
+    return [{"prompt_id": ex.id, "gold": ex.answer, "completion": text, "reward": r.total, "valid": r.valid,
+             "breakdown": r.breakdown, "error": r.error, "advantage": float(a), "truncated": bool(t), "length": n}
+            for ex, text, r, a, t, n in zip(examples, batch.texts, results, adv.tolist(), truncated, lengths)]
+
+
+def _rollout_metrics(rows: list[dict], G: int) -> dict:
+    rewards = torch.tensor([r["reward"] for r in rows], dtype=torch.float32)  # (B,)
+    valid = torch.tensor([r["valid"] for r in rows])  # (B,)
     metrics = {"reward/mean": float(rewards[valid].mean()) if valid.any() else float("nan"),
                "reward/std": float(rewards[valid].std()) if valid.sum() > 1 else 0.0}
-    for name in dict.fromkeys(n for r in results for n in r.breakdown):  # rewards.apply_to: not every sample has all
-        values = [r.breakdown[name] for r in results if r.valid and name in r.breakdown]
+    for name in dict.fromkeys(n for r in rows for n in r["breakdown"]):  # rewards.apply_to: not every sample has all
+        values = [r["breakdown"][name] for r in rows if r["valid"] and name in r["breakdown"]]
         metrics[f"reward/{name}"] = sum(values) / max(len(values), 1)
     groups = rewards.view(-1, G)
     metrics["reward/zero_variance_groups"] = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())
-    lengths = batch.lengths.float()
+    lengths = torch.tensor([r["length"] for r in rows], dtype=torch.float32)
     metrics.update({"tokens/generated": float(lengths.sum()), "completion/mean_length": float(lengths.mean()),
                     "completion/max_length": float(lengths.max()),
-                    "completion/truncated_fraction": float(batch.truncated.float().mean()),
+                    "completion/truncated_fraction": sum(r["truncated"] for r in rows) / len(rows),
                     "reward/invalid_fraction": float((~valid).float().mean())})
     return metrics
 
 
-def _samples(batch, results, examples, adv: torch.Tensor, k: int) -> list[dict]:
+def _samples(rows: list[dict], k: int) -> list[dict]:
     """``k`` completions spread over the batch (so several prompts are shown), with rewards and advantages."""
-    out = []
-    for i in range(0, len(results), max(1, len(results) // max(k, 1)))[:k]:
-        out.append({"prompt_id": examples[i].id, "gold": examples[i].answer, "completion": batch.texts[i],
-                    "reward": results[i].total, "breakdown": results[i].breakdown, "error": results[i].error,
-                    "advantage": float(adv[i]), "truncated": bool(batch.truncated[i])})
-    return out
+    keys = ("prompt_id", "gold", "completion", "reward", "breakdown", "error", "advantage", "truncated")
+    return [{key: rows[i][key] for key in keys} for i in range(0, len(rows), max(1, len(rows) // max(k, 1)))[:k]]

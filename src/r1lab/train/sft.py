@@ -22,6 +22,7 @@ from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_over
                                  render_row, split_held_out)
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
+from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_sum, shard_bounds
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
@@ -48,7 +49,10 @@ class SFTData:
 
 
 def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
-    run_dir, final_dir, ckpt_dir, checkpoints, device = start_run(cfg, resume)
+    run_dir, final_dir, ckpt_dir, checkpoints, device, dist = start_run(cfg, resume)
+    if cfg.train.batch_size % dist.world_size:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
+                         f"the {dist.world_size} ranks; use a multiple of {dist.world_size}")
 
     # --- data and task first (a bad row fails before any model loads), then model and teacher ------------------
     task = None
@@ -64,19 +68,21 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         enable_activation_checkpointing(policy)
     teacher = load_teacher(cfg, policy, tokenizer, device) if cfg.distill.teacher else None
     data = tokenize_rows(cfg, rows, tokenizer)
-    print(f"sft data: {data.stats['train_examples']} training examples ({data.stats['train_tokens']} trained "
-          f"tokens), {data.stats['held_out_examples']} held out; dropped {data.stats['dropped_too_long']} longer "
-          f"than data.max_length, {data.stats['dropped_overlap']} sharing a prompt with a held-out set")
-    write_config(run_dir, cfg)
-    (run_dir / "data.json").write_text(json.dumps(data.stats, indent=2))
+    if dist.is_main:
+        print(f"sft data: {data.stats['train_examples']} training examples ({data.stats['train_tokens']} trained "
+              f"tokens), {data.stats['held_out_examples']} held out; dropped {data.stats['dropped_too_long']} longer "
+              f"than data.max_length, {data.stats['dropped_overlap']} sharing a prompt with a held-out set")
+    write_config(run_dir, cfg, dist)
+    if dist.is_main:
+        (run_dir / "data.json").write_text(json.dumps(data.stats, indent=2))
 
     total_steps = cfg.train.steps or math.ceil(cfg.train.epochs * len(data.train) / cfg.train.batch_size)
     sampler = PromptSampler(len(data.train), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         policy, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), total_steps,
         cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
-    engine = None
-    if cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
+    engine = None  # generation evals run on rank 0 (the held-out loss is sharded over ranks)
+    if dist.is_main and cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
         from r1lab.rollout.native_engine import NativeEngine
 
         engine = NativeEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.eval.batch_size)
@@ -87,10 +93,12 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         sampler.load_state_dict(state["sampler"])
         start_step, counters = state["step"], state["counters"]
         print(f"resumed from {checkpoints[-1]} (step {start_step} of {total_steps})")
-    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard)
+    logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard) if dist.is_main else None
+    held_lo, held_hi = shard_bounds(len(data.held_out), dist)
 
     def run_eval(step: int) -> dict:
-        out = held_out_loss(cfg, policy, teacher, data.held_out, tokenizer, device) if data.held_out else {}
+        out = held_out_loss(cfg, policy, teacher, data.held_out[held_lo:held_hi], tokenizer, device,
+                            dist) if data.held_out else {}
         if engine is not None:
             engine.sync_weights(policy)
             out.update(_generation_eval(cfg, engine, task, tokenizer, data.held_out, run_dir, step, logger))
@@ -99,23 +107,26 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     eval_before = None
     if cfg.eval.every and start_step == 0:
         eval_before = run_eval(0) or None  # empty when there is neither held-out data nor a task
-        if eval_before:
+        if eval_before and logger:
             logger.log(0, eval_before)
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    progress = Progress(total=total_steps, initial=start_step, enabled=cfg.log.progress, desc="sft")
+    progress = Progress(total=total_steps, initial=start_step, enabled=cfg.log.progress and dist.is_main, desc="sft")
+    per_rank = cfg.train.batch_size // dist.world_size
+    first = dist.rank * per_rank  # this rank's examples: [first, first + per_rank) of each step's global batch
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     step = start_step
     for step in range(start_step + 1, total_steps + 1):
         t0 = time.monotonic()
 
         # 1. this step's examples, as packed (or one-example) rows in micro-batches
-        examples = [data.train[i] for i in sampler.next_indices(cfg.train.batch_size)]
+        examples = [data.train[i] for i in sampler.next_indices(cfg.train.batch_size)][first : first + per_rank]
         batches = micro_batches(examples, cfg.data.pack, cfg.data.max_length, cfg.train.micro_batch_size, pad_id)
 
         # 2-3. forward/backward with accumulation, clip, step
         lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged as such, not the next step's)
-        metrics = _optimize(cfg, policy, teacher, optimizer, batches, sum(len(e.input_ids) for e in examples), device)
+        metrics = _optimize(cfg, policy, teacher, optimizer, batches, sum(len(e.input_ids) for e in examples), device,
+                            dist)
         if metrics.pop("skipped"):
             counters["skipped_steps"] += 1
         scheduler.step()
@@ -134,7 +145,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         last = step == total_steps or out_of_time
         if cfg.eval.every and (step % cfg.eval.every == 0 or last):
             metrics.update(run_eval(step))
-        logger.log(step, metrics)
+        if logger:
+            logger.log(step, metrics)
         info = {"loss": metrics["loss/train"], "eval_loss": metrics.get("eval/loss")}
         if limit_s > 0:
             info["budget_min"] = max(0.0, (limit_s - counters["train_seconds"]) / 60)
@@ -143,10 +155,13 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         # 5. checkpoint
         if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
             ckpt.save_checkpoint(ckpt_dir, step, policy, optimizer, scheduler,
-                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints)
+                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints,
+                                 dist=dist)
         if last:
             break
     progress.close()
+    if not dist.is_main:  # rank 0 writes the plot and final/; the others are done
+        return SFTResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
     logger.close()
 
     # --- outputs: final HF folder and plot ---------------------------------------------------------------------
@@ -285,12 +300,12 @@ def batch_loss_sums(cfg: SFTConfig, model, teacher, batch: TokenBatch, device: t
 
 
 def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBatch], input_tokens: int,
-              device: torch.device) -> dict:
-    """Accumulate gradients over the micro-batches; the loss is the mean over the step's trained tokens, so the
-    gradient is the same whatever the packing and micro-batch size."""
-    num_tokens = sum(b.num_targets for b in batches)
-    rows = sum(b.input_ids.shape[0] for b in batches)
-    capacity = sum(b.input_ids.numel() for b in batches)  # pack efficiency = example tokens / row tokens
+              device: torch.device, dist: DistContext) -> dict:
+    """Accumulate gradients over the micro-batches; the loss is the mean over the step's trained tokens of all
+    ranks, so the gradient, summed over ranks, is the same whatever the packing, micro-batch size and world size."""
+    num_tokens, rows, capacity, input_tokens = all_reduce_sum(dist, [
+        sum(b.num_targets for b in batches), sum(b.input_ids.shape[0] for b in batches),
+        sum(b.input_ids.numel() for b in batches), input_tokens])  # pack efficiency = example tokens / row tokens
     policy.train()
     optimizer.zero_grad(set_to_none=True)
     sums = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
@@ -300,6 +315,8 @@ def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBat
         sums["loss"] += float(loss.detach())
         sums["ce"] += float(ce)
         sums["kl"] += float(kl) if kl is not None else 0.0
+    all_reduce_gradients(policy, dist)  # every rank now holds the global gradient, and steps identically
+    sums = dict(zip(sums, all_reduce_sum(dist, list(sums.values()))))
     grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.train.max_grad_norm or float("inf")))
     skipped = not math.isfinite(grad_norm)
     if skipped:  # non-finite gradient guard: skip the step, count it
@@ -308,7 +325,7 @@ def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBat
         optimizer.step()
     return {"loss/train": sums["loss"] / num_tokens, "loss/ce": sums["ce"] / num_tokens,
             "loss/kl": sums["kl"] / num_tokens if teacher is not None else None, "train/grad_norm": grad_norm,
-            "train/tokens": num_tokens, "train/rows": rows, "train/pack_efficiency": input_tokens / capacity,
+            "train/tokens": int(num_tokens), "train/rows": int(rows), "train/pack_efficiency": input_tokens / capacity,
             "skipped": skipped}
 
 
@@ -316,8 +333,9 @@ def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBat
 
 @torch.no_grad()
 def held_out_loss(cfg: SFTConfig, model, teacher, examples: list[TokenizedExample], tokenizer,
-                  device: torch.device) -> dict:
-    """Token-mean cross-entropy (and the training loss, which includes the KL term) on the held-out examples."""
+                  device: torch.device, dist: DistContext | None = None) -> dict:
+    """Token-mean cross-entropy (and the training loss, which includes the KL term) on the held-out examples
+    (``examples``: this rank's share; the sums are reduced over ranks)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     was_training = model.training
     model.eval()
@@ -329,6 +347,7 @@ def held_out_loss(cfg: SFTConfig, model, teacher, examples: list[TokenizedExampl
         num_tokens += batch.num_targets
     if was_training:
         model.train()
+    sums["loss"], sums["ce"], num_tokens = all_reduce_sum(dist or DistContext(), [sums["loss"], sums["ce"], num_tokens])
     out = {"eval/loss": sums["ce"] / num_tokens}
     if teacher is not None:
         out["eval/distill_loss"] = sums["loss"] / num_tokens
