@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (set up + the default R1-Zero demo) and `make test` (set up + the test suite).
 # `make test-vllm`: the vLLM engine's tests in their own virtualenv (vLLM's CPU build pins its own versions).
+# `make test-other-cpu`: the precision-dependent tests as if on the other kind of CPU (AMX or not).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 VLLM_VENV  ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup demo test test-vllm clean
+.PHONY: setup demo test test-other-cpu test-vllm clean
 
 $(STAMP): pyproject.toml
 	# bubblewrap sandboxes generated code (r1lab/sandbox); r1lab never runs it unsandboxed. A C compiler builds
@@ -31,6 +32,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest tests
+
+# The tests whose jobs resolve `auto` precision, run as if on the other kind of CPU than this one (with AMX: bf16;
+# without: fp32), so a CI machine of either kind proves both (tests/conftest.py --cpu-features).
+test-other-cpu: setup
+	$(BIN)/python -m pytest tests/test_cli.py tests/train tests/pipeline tests/evals tests/models tests/infer \
+		--cpu-features=$$($(BIN)/python -c "from r1lab.models.precision import cpu_matrix_features as f; \
+		print('avx512_bf16' if 'amx_bf16' in f() else 'amx')")
 
 $(VLLM_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)

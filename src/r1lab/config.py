@@ -422,7 +422,8 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    parallel: str = option("ddp", PARALLEL_HELP, ("ddp",))
+    parallel: str = option("ddp", PARALLEL_HELP + "; fsdp = FSDP2: each decoder layer's weights, gradients and "
+                                   "optimizer state sharded over the ranks (r1lab.parallel.sharding)", ("ddp", "fsdp"))
     collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; prompts are then run once per completion, "
                                                                       "not once per group)")

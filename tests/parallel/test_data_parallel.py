@@ -89,6 +89,22 @@ def test_grpo_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_pat
     assert out.stdout.count("run folder:") == 1  # rank 0 prints the summary
 
 
+def test_grpo_fsdp_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
+    """FSDP2 shards each decoder layer over the 2 ranks; its forward runs each row whole (one backbone call per
+    micro-batch on every rank), the same computation as the single process's per-row (checkpointed) forward."""
+    common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=2",
+                                                     "model.train_dtype=float64", "model.rollout_dtype=float64",
+                                                     "model.autocast=none"])]
+    one, two = tmp_path / "one", tmp_path / "fsdp"
+    run(1, "grpo", *common, "--set", f"log.output_dir={one}", "--set", "train.gradient_checkpointing=true")
+    run(2, "grpo", *common, "--set", f"log.output_dir={two}", "--set", "train.parallel=fsdp")
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    assert layout(one) == layout(two)
+    m1, m2 = metrics(one), metrics(two)
+    assert [r.get("reward/mean") for r in m1] == [r.get("reward/mean") for r in m2]
+    assert m1[-1]["policy/grad_norm"] == pytest.approx(m2[-1]["policy/grad_norm"], rel=1e-10)
+
+
 def test_sft_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
     rows = [{"prompt": f"What is {a} + {b}?", "completion": f"<answer>{a + b}</answer>"}
             for a in range(6) for b in range(4)]
@@ -125,12 +141,14 @@ def _worker_pids(launcher_pid: int) -> list[int]:
     return [c.pid for c in psutil.Process(launcher_pid).children(recursive=True) if "r1lab" in " ".join(c.cmdline())]
 
 
-def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_path):
-    """fp32, the default forward: kill -9 of one rank after its second checkpoint ends the whole job (no hang);
-    `--resume` under torchrun finishes it; the result matches one process to fp32 rounding."""
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_path, parallel):
+    """fp32: kill -9 of one rank after its second checkpoint ends the whole job (no hang); `--resume` under torchrun
+    finishes it; the result matches one process to fp32 rounding."""
     common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=8",
                                                      "model.rollout_dtype=float32", "model.autocast=none",
-                                                     "log.checkpoint_every=1", "log.keep_checkpoints=8"])]
+                                                     "log.checkpoint_every=1", "log.keep_checkpoints=8",
+                                                     f"train.parallel={parallel}"])]
     one, two = tmp_path / "one", tmp_path / "two"
     run(1, "grpo", *common, "--set", f"log.output_dir={one}")
     job = subprocess.Popen(launch(2, "grpo", *common, "--set", f"log.output_dir={two}"), stdout=subprocess.PIPE,

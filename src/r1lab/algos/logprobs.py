@@ -194,6 +194,7 @@ def completion_logprobs(
     with_entropy: bool = False,
     temperature: float = 1.0,
     prompt_index: torch.Tensor | None = None,
+    per_row: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (B, C) of ``completion_ids`` given left-padded prompts, under ``model`` at ``temperature``.
 
@@ -204,7 +205,8 @@ def completion_logprobs(
     attention mask so left-padded rows see the positions generate() gave them. Only real completion tokens
     (``completion_mask`` > 0) go through the LM head, in tiles (``chunked_logprobs``); log-probs and entropies of
     masked-out positions are 0. Attention: ``training_attention`` (eager for short sequences on CPU). When the model
-    checkpoints its layers (``r1lab.models.checkpointing``) each row runs prompt + completion in one forward.
+    checkpoints its layers (``r1lab.models.checkpointing``), or with ``per_row`` (FSDP: one backbone call per
+    micro-batch on every rank, whatever its lengths), each row runs prompt + completion in one forward.
     """
     B, C = completion_ids.shape
     if prompt_index is None:
@@ -224,8 +226,9 @@ def completion_logprobs(
         # and backward alike (GRPO's optimizer pass does), not a switch that ends with this call.
         hidden = _hidden_states_per_row(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
     else:
+        hidden_states = _hidden_states_per_row if per_row else _hidden_states
         with attention_implementation(model, training_attention(model, prompt_ids.shape[1] + ids.shape[1])):
-            hidden = _hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
+            hidden = hidden_states(backbone, prompt_ids, prompt_mask, ids, mask, prompt_index)
     # 3. the LM head and log-softmax on real completion tokens only, a tile at a time
     real = mask.bool()  # (B, C')
     token_logp, token_entropy = chunked_logprobs(hidden[real], head.weight, ids[real], temperature, with_entropy)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from r1lab.parallel.context import DistContext
 
@@ -19,10 +20,11 @@ BUCKET_BYTES = 64 * 2**20
 
 def all_reduce_gradients(model: torch.nn.Module, ctx: DistContext) -> None:
     """Sum each trainable parameter's gradient over ranks, in place. A parameter without a gradient on this rank
-    (its rows were all skipped) takes part with zeros, so every rank reduces the same tensors in the same order."""
+    (its rows were all skipped) takes part with zeros, so every rank reduces the same tensors in the same order.
+    Parameters sharded by FSDP (DTensors) are left alone: their backward already reduce-scattered them."""
     if not ctx.distributed:
         return
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad and not isinstance(p, DTensor)]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)

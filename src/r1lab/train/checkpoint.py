@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from r1lab.parallel import DistContext, barrier
+from r1lab.parallel.sharding import (full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state,
+                                     load_full_state_dict)
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -70,27 +72,33 @@ def save_checkpoint(
     for it, so no rank runs ahead of the last complete checkpoint."""
     dist = dist or DistContext()
     final = Path(root) / f"step_{step}"
+    sharded = is_sharded(model)
+    if sharded:  # FSDP: every rank takes part in gathering whole tensors (the same files as unsharded runs write)
+        weights, optimizer_state = full_state_dict(model), full_optimizer_state(model, optimizer)
     if dist.is_main:
-        _write_checkpoint(Path(root), step, model, optimizer, scheduler, {**extra, "world_size": dist.world_size}, keep)
+        if not sharded:
+            weights, optimizer_state = model.state_dict(), optimizer.state_dict()
+        _write_checkpoint(Path(root), step, weights, optimizer_state, scheduler,
+                          {**extra, "world_size": dist.world_size, "sharded": sharded}, keep)
     barrier(dist)
     return final
 
 
-def _write_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scheduler, extra: dict[str, Any],
-                      keep: int) -> Path:
+def _write_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], optimizer_state: dict, scheduler,
+                      extra: dict[str, Any], keep: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".step_{step}-", dir=root))
     try:
         # Tied weights share storage; safetensors refuses duplicates, so save each tensor once.
         tensors, seen = {}, set()
-        for name, tensor in model.state_dict().items():
+        for name, tensor in weights.items():
             if tensor.data_ptr() in seen:
                 continue
             seen.add(tensor.data_ptr())
             tensors[name] = tensor.detach().contiguous().clone()
         save_file(tensors, staging / "model.safetensors")
         torch.save(
-            {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
              "rng": rng_state(), **extra},
             staging / "state.pt",
         )
@@ -127,12 +135,22 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, schedul
     """Restore model, optimizer, scheduler and RNG states in place; return the saved dict (step, extras)."""
     path = Path(path)
     tensors = load_file(path / "model.safetensors")
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
-    if set(missing) - tied or unexpected:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
     state = torch.load(path / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    sharded = is_sharded(model)
+    if state.get("sharded", False) != sharded:  # the optimizer state is keyed by name (fsdp) or by position
+        saved, now = ("fsdp" if state.get("sharded") else "ddp"), ("fsdp" if sharded else "ddp")
+        raise ValueError(f"checkpoint {path} was written with train.parallel={saved}; resume it with "
+                         f"train.parallel={saved} (this run has {now})")
+    if sharded:
+        load_full_state_dict(model, tensors)
+        load_full_optimizer_state(model, optimizer, state["optimizer"])
+    else:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        if set(missing) - tied or unexpected:
+            raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, "
+                               f"unexpected {unexpected}")
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state

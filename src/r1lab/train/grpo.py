@@ -26,7 +26,9 @@ from r1lab.models.checkpointing import enable_activation_checkpointing, replays_
 from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
-from r1lab.parallel import DistContext, all_gather_objects, all_reduce_gradients, all_reduce_sum, shard_bounds
+from r1lab.parallel import (DistContext, all_gather_objects, all_reduce_gradients, all_reduce_max, all_reduce_sum,
+                            shard_bounds)
+from r1lab.parallel.sharding import clip_grad_norm, full_state_dict, is_sharded, shard_layers
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engines import build_engine
 from r1lab.rollout.sampling import prompt_seed
@@ -64,10 +66,23 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     reference = None
     if cfg.algo.beta > 0:  # beta = 0: no reference model at all (memory and one forward pass saved)
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    engine = build_engine(cfg.rollout, policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], seed=cfg.train.seed,
-                          max_new_tokens=cfg.eval.max_new_tokens)
+    # FSDP: the engine generates from a whole copy of the policy, refreshed from the shards after every step
+    sharded = cfg.train.parallel == "fsdp" and dist.distributed
+    rollout_model = copy.deepcopy(policy).eval().requires_grad_(False) if sharded else policy
+    engine = build_engine(cfg.rollout, rollout_model, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype],
+                          seed=cfg.train.seed, max_new_tokens=cfg.eval.max_new_tokens)
+
+    def sync_engine() -> float:  # seconds, gathering included
+        start = time.monotonic()
+        if sharded:
+            rollout_model.load_state_dict(full_state_dict(policy), strict=False)  # a collective: every rank
+        engine.sync_weights(rollout_model)
+        return time.monotonic() - start
+
     if cfg.train.gradient_checkpointing:  # after the copies above: only the trained policy replays its layers
         enable_activation_checkpointing(policy)
+    if sharded:  # before the optimizer, which then holds (and steps) only this rank's shards
+        shard_layers(policy)
     prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction)  # noqa: E731
     max_prompt = prompt_limit(cfg.rollout.max_prompt_tokens, "rollout.max_prompt_tokens", policy.config,
                               max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens))
@@ -87,7 +102,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         state = ckpt.load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
         sampler.load_state_dict(state["sampler"])
         start_step, counters = state["step"], state["counters"]
-        engine.sync_weights(policy)
+        sync_engine()
         print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
     logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard) if dist.is_main else None
     eval_lo, eval_hi = shard_bounds(len(task.eval), dist)  # each rank evaluates its part of the held-out problems
@@ -163,7 +178,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             scheduler.step()
 
         # 6. the rollout copy follows the policy
-        t_sync = engine.sync_weights(policy)
+        t_sync = sync_engine()
 
         # 7. log: rollout metrics and samples over the global batch (every rank's rows, in rank order)
         rows = [row for part in all_gather_objects(dist, _row_records(batch, results, grouped_examples, adv))
@@ -197,6 +212,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         if last:
             break
     progress.close()
+    final_weights = full_state_dict(policy) if sharded else None  # a collective: every rank, before rank 0 writes
     if not dist.is_main:  # rank 0 writes the plots and final/; the others are done
         return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
     logger.close()
@@ -207,7 +223,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     if step < cfg.train.steps:
         print(f"stopped at step {step} of {cfg.train.steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} reached")
     policy.config.use_cache = True  # the final model is written whether the run ended on steps or on time
-    policy.save_pretrained(final_dir, safe_serialization=True)
+    policy.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
     tokenizer.save_pretrained(final_dir)
     evals = [r for r in records if "eval/greedy_accuracy" in r]
     return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
@@ -239,6 +255,10 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
     rows = rows[torch.argsort(batch.lengths.cpu()[rows], stable=True)]
     micro = [rows[i : i + cfg.train.micro_batch_size] for i in range(0, len(rows), cfg.train.micro_batch_size)]
     trained_seqs, trained_tokens = all_reduce_sum(dist, [float(len(rows)), float(loss_mask[rows].sum())])
+    sharded, real = is_sharded(policy), len(micro)
+    if sharded:  # sharded layers communicate in every forward and backward: each rank runs as many micro-batches
+        # as the busiest, the extra ones on one row with zero weight
+        micro += [torch.arange(1)] * (all_reduce_max(dist, len(micro)) - len(micro))
 
     autocast = cfg.model.autocast != "none"
     device_type = batch.completion_ids.device.type
@@ -251,7 +271,7 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
             # at the rollout temperature: the distribution the tokens were sampled from (and the engine scored)
             return completion_logprobs(model, batch.prompt_ids[first_rows], batch.prompt_mask[first_rows],
                                        batch.completion_ids[idx], batch.completion_mask[idx], with_entropy=with_entropy,
-                                       temperature=cfg.rollout.temperature,
+                                       temperature=cfg.rollout.temperature, per_row=sharded,
                                        prompt_index=prompt_index.to(batch.prompt_ids.device))
 
     # Old-policy log-probs: with one pass the ratio is exactly 1 at the only update, so the current log-probs
@@ -285,7 +305,7 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
             for j, idx in enumerate(micro):
                 logp, entropy = forward(policy, idx, with_entropy=iteration == 0)
                 old = old_logps[j] if old_logps is not None else logp.detach()
-                mask = loss_mask[idx]
+                mask = loss_mask[idx] if j < real else torch.zeros_like(loss_mask[idx])  # padding counts nothing
                 per_token, clipped = clipped_policy_loss(logp, old, adv[idx], algo.clip_low, algo.clip_high)
                 if rollout_logps is not None:  # the sampler's numerics are not the trainer's: importance weights
                     weights, capped = correct(old, rollout_logps[idx], algo.rollout_correction_cap)
@@ -300,6 +320,8 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
                     per_token = per_token + algo.beta * kl
                     sums["kl"] += float((kl.detach() * mask).sum()) / max(num_tokens, 1)
                 loss = aggregate(algo.loss_aggregation, per_token, mask, num_tokens, num_seqs, norm_constant)
+                if j >= real:
+                    loss = loss * 0.0
                 loss.backward()
                 sums["loss"] += float(loss.detach())
                 sums["clip_frac"] += float((clipped * mask).sum()) / max(num_tokens, 1)
@@ -308,7 +330,9 @@ def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.T
         if not trained_seqs:  # every group of every rank had identical rewards: nothing to learn from this batch
             break
         all_reduce_gradients(policy, dist)  # every rank now holds the global gradient, and steps identically
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.train.max_grad_norm or float("inf")))
+        max_norm = cfg.train.max_grad_norm or float("inf")
+        grad_norm = (clip_grad_norm(policy, max_norm, dist) if sharded
+                     else float(torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)))
         if not math.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)  # non-finite gradient guard: skip the step, count it
             skipped = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributed.tensor import DTensor
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -36,10 +37,13 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, beta
     # keep foreach.
     device = (decay + no_decay)[0].device.type if decay or no_decay else "cpu"
     kernel = {"fused": True} if device in ("cpu", "cuda") else {"foreach": True}
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=betas, **kernel,
-    )
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if any(isinstance(p, DTensor) for p in decay + no_decay):
+        # FSDP-sharded layers beside whole embeddings: one fused call takes either DTensors or plain tensors
+        groups = [{**g, "params": [p for p in g["params"] if isinstance(p, DTensor) == sharded]}
+                  for g in groups for sharded in (True, False)]
+        groups = [g for g in groups if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, **kernel)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, total_steps, warmup_steps, schedule, min_lr_ratio)
     )
