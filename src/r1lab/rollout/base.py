@@ -41,3 +41,13 @@ def completion_mask_from_eos(completion_ids: torch.Tensor, eos_ids: list[int]) -
     positions = torch.arange(C, device=completion_ids.device).unsqueeze(0)  # (1, C)
     mask = (positions <= first_eos.unsqueeze(1)).float()
     return mask, ~has_eos
+
+
+@torch.no_grad()
+def copy_weights(replica: torch.nn.Module, policy: torch.nn.Module) -> None:
+    """An engine's own copy of the policy (another dtype) takes the policy's current weights, in place; on CUDA it
+    waits for the copies, so the time measured around it is the sync's."""
+    for dst, src in zip(replica.parameters(), policy.parameters()):
+        dst.copy_(src)
+    if next(replica.parameters()).is_cuda:
+        torch.cuda.synchronize()  # the copies are queued, not done, when the loop returns

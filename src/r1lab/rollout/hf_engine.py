@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
+from r1lab.rollout.base import SamplingParams, completion_mask_from_eos, copy_weights
 from r1lab.rollout.native_engine import eos_token_ids
 from r1lab.types import RolloutBatch
 
@@ -29,10 +29,7 @@ class HFEngine:
     def sync_weights(self, policy: torch.nn.Module) -> float:
         start = time.perf_counter()
         if not self.shares_policy:
-            for dst, src in zip(self.model.parameters(), policy.parameters()):
-                dst.copy_(src)
-            if next(self.model.parameters()).is_cuda:
-                torch.cuda.synchronize()  # the copies are queued, not done, when the loop returns
+            copy_weights(self.model, policy)
         return time.perf_counter() - start
 
     @torch.no_grad()

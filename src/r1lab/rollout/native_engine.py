@@ -11,7 +11,7 @@ import torch
 
 from r1lab.algos.logprobs import position_ids_from_mask
 from r1lab.models.kv_cache import cache_argument_name, output_cache
-from r1lab.rollout.base import SamplingParams, completion_mask_from_eos
+from r1lab.rollout.base import SamplingParams, completion_mask_from_eos, copy_weights
 from r1lab.rollout.llama_decode import LlamaDecoder, unsupported_reason
 from r1lab.rollout.sampling import next_tokens, row_generators, row_uniforms
 from r1lab.types import RolloutBatch
@@ -59,15 +59,12 @@ class NativeEngine:
         """Follows ``policy``'s current weights; returns the seconds it took."""
         start = time.perf_counter()
         if not self.shares_policy:
-            for dst, src in zip(self.model.parameters(), policy.parameters()):
-                dst.copy_(src)
+            copy_weights(self.model, policy)
         if self.decoder is not None:
             # Told, not detected: fused optimizers (AdamW fused=True, r1lab's default) update parameters in place
             # without moving their version counters, so over shared weights the decoder would keep decoding with
             # its fused copies of the weights from before the step.
             self.decoder.weights_changed()
-        if next(self.model.parameters()).is_cuda:
-            torch.cuda.synchronize()  # the copies are queued, not done, when the loop returns
         return time.perf_counter() - start
 
     @torch.no_grad()
