@@ -152,10 +152,11 @@ SHORTCUTS = {
 def config_class(command: str) -> type | None:
     """The config class of a sub-command; None for those without one (serve, compare, and pipeline, whose file
     holds a config per stage)."""
-    from r1lab.config import RMConfig, SFTConfig
+    from r1lab.config import SFTConfig
     from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
     from r1lab.evals.config import EvalJobConfig
     from r1lab.infer.prm_job import PRMJobConfig
+    from r1lab.train.rm_config import RMConfig
 
     return {"grpo": GRPOConfig, "zero": GRPOConfig, "sft": SFTConfig, "rm": RMConfig, "prm": PRMJobConfig,
             "eval": EvalJobConfig, "generate": GenerateConfig, "filter": FilterConfig,
@@ -369,7 +370,7 @@ def _run_data(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _add_rm_parser(sub) -> None:
-    from r1lab.config import RMConfig
+    from r1lab.train.rm_config import RMConfig
 
     rm = sub.add_parser(
         "rm", help="train a reward model on preference pairs (Bradley-Terry), for the reward_model reward of GRPO",

@@ -24,7 +24,7 @@ import yaml
 JOBS = [
     ("r1lab grpo, r1lab zero", "r1lab.config:GRPOConfig"),
     ("r1lab sft", "r1lab.config:SFTConfig"),
-    ("r1lab rm", "r1lab.config:RMConfig"),
+    ("r1lab rm", "r1lab.train.rm_config:RMConfig"),
     ("r1lab eval", "r1lab.evals.config:EvalJobConfig"),
     ("r1lab generate", "r1lab.data.config:GenerateConfig"),
     ("r1lab filter", "r1lab.data.config:FilterConfig"),

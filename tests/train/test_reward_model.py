@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from r1lab.config import GRPOConfig, RMConfig, load_config
+from r1lab.config import GRPOConfig, load_config
+from r1lab.train.rm_config import RMConfig
 from r1lab.data.preferences import PreferencePair
 from r1lab.train.reward_model import (
     accumulate_gradients,

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from r1lab.config import ConfigError, GRPOConfig, RMConfig, SFTConfig, TaskConfig
+from r1lab.config import ConfigError, GRPOConfig, SFTConfig, TaskConfig
 from r1lab.data.config import FilterConfig, GenerateConfig, JourneyConfig
 from r1lab.config import option, require, to_dict
 from r1lab.pipeline.config import PipelineConfig, Stage, job_config
+from r1lab.train.rm_config import RMConfig
 
 
 @dataclass

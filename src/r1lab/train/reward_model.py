@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 from r1lab.algos.preference import bradley_terry_loss
-from r1lab.config import RMConfig
 from r1lab.data.preferences import PreferencePair, drop_shared_prompts, read_preferences, split_by_prompt
 from r1lab.parallel import all_reduce_gradients, all_reduce_sum
 from r1lab.rewards.reward_model import encode_pair
@@ -31,8 +30,9 @@ from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
-from r1lab.train.run_setup import DTYPE, start_run, write_config
 from r1lab.train.optim import build_optimizer
+from r1lab.train.rm_config import RMConfig
+from r1lab.train.run_setup import DTYPE, start_run, write_config
 
 # Each pair's encodings: (chosen, rejected), each {"input_ids": [...], "attention_mask": [...]} unpadded.
 Encoded = tuple[dict, dict]
