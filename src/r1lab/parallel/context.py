@@ -107,6 +107,12 @@ def all_gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     return out
 
 
+def gather_lists(ctx: DistContext, items: list[Any]) -> list[Any]:
+    """Every rank's ``items`` concatenated in rank order (rank r's contiguous share of a global batch back in its
+    place)."""
+    return [item for part in all_gather_objects(ctx, items) for item in part]
+
+
 def broadcast_object(ctx: DistContext, obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not ctx.distributed:

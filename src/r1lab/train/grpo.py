@@ -26,7 +26,7 @@ from r1lab.models.checkpointing import enable_activation_checkpointing, replays_
 from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
-from r1lab.parallel import (DistContext, all_gather_objects, all_reduce_gradients, all_reduce_max, all_reduce_sum,
+from r1lab.parallel import (DistContext, all_reduce_gradients, all_reduce_max, all_reduce_sum, gather_lists,
                             shard_bounds)
 from r1lab.parallel.sharding import clip_grad_norm, full_state_dict, is_sharded, shard_layers
 from r1lab.rollout.base import SamplingParams
@@ -111,7 +111,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     def run_eval(step: int) -> dict:
         mine = task.eval[eval_lo:eval_hi]
         _, records = evaluate_accuracy(engine, mine, prompt_of, ctx, SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens))
-        records = [r for part in all_gather_objects(dist, records) for r in part]
+        records = gather_lists(dist, records)
         greedy = accuracy_metrics(records)
         out = {"eval/greedy_accuracy": greedy["accuracy"], "eval/format_rate": greedy["format_rate"],
                "eval/mean_length": greedy["mean_length"]}
@@ -119,8 +119,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             _, sampled = evaluate_accuracy(engine, mine, prompt_of, ctx,
                                            SamplingParams(cfg.eval.sampled_temperature, 1.0, 0, cfg.eval.max_new_tokens),
                                            seeds=eval_seeds[eval_lo:eval_hi])
-            out["eval/sampled_accuracy"] = accuracy_metrics([r for part in all_gather_objects(dist, sampled)
-                                                             for r in part])["accuracy"]
+            out["eval/sampled_accuracy"] = accuracy_metrics(gather_lists(dist, sampled))["accuracy"]
         if dist.is_main:
             (run_dir / "eval").mkdir(exist_ok=True)
             with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
@@ -181,8 +180,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         t_sync = sync_engine()
 
         # 7. log: rollout metrics and samples over the global batch (every rank's rows, in rank order)
-        rows = [row for part in all_gather_objects(dist, _row_records(batch, results, grouped_examples, adv))
-                for row in part]
+        rows = gather_lists(dist, _row_records(batch, results, grouped_examples, adv))
         metrics = _rollout_metrics(rows, G)
         metrics.update(step_metrics)
         step_seconds = time.monotonic() - t0
