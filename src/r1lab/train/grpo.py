@@ -6,10 +6,8 @@ DAPO, RLOO) are selected by name from ``r1lab.algos``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -17,18 +15,15 @@ from pathlib import Path
 
 import torch
 
-from r1lab.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, clipped_policy_loss
-from r1lab.algos.logprobs import attention_implementation, completion_logprobs, shared_weight_casts, training_attention
-from r1lab.algos.rollout_correction import ROLLOUT_CORRECTIONS, mismatch_sums
+from r1lab.algos import ADVANTAGES
 from r1lab.config import GRPOConfig
 from r1lab.evals.accuracy import accuracy_metrics, evaluate_accuracy
-from r1lab.models.checkpointing import enable_activation_checkpointing, replays_layers
+from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
-from r1lab.parallel import (DistContext, all_reduce_gradients, all_reduce_max, all_reduce_sum, gather_lists,
-                            shard_bounds)
-from r1lab.parallel.sharding import clip_grad_norm, full_state_dict, is_sharded, shard_layers
+from r1lab.parallel import gather_lists, shard_bounds
+from r1lab.parallel.sharding import full_state_dict, shard_layers
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engines import build_engine
 from r1lab.rollout.sampling import prompt_seed
@@ -40,6 +35,8 @@ from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
 from r1lab.train.optim import build_optimizer
+from r1lab.train.grpo_metrics import rollout_metrics, row_records, sample_rows
+from r1lab.train.grpo_update import optimize_policy
 from r1lab.train.run_setup import DTYPE, start_run, write_config
 
 @dataclass
@@ -167,7 +164,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
         # 4-5. loss and optimizer step(s)
         t_opt = time.monotonic()
-        step_metrics = _optimize(cfg, policy, reference, optimizer, batch, adv, loss_mask, dist)
+        step_metrics = optimize_policy(cfg, policy, reference, optimizer, batch, adv, loss_mask, dist)
         t_opt = time.monotonic() - t_opt
         if step_metrics.pop("skipped"):
             counters["skipped_steps"] += 1
@@ -180,8 +177,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         t_sync = sync_engine()
 
         # 7. log: rollout metrics and samples over the global batch (every rank's rows, in rank order)
-        rows = gather_lists(dist, _row_records(batch, results, grouped_examples, adv))
-        metrics = _rollout_metrics(rows, G)
+        rows = gather_lists(dist, row_records(batch, results, grouped_examples, adv))
+        metrics = rollout_metrics(rows, G)
         metrics.update(step_metrics)
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
@@ -196,7 +193,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             metrics.update(run_eval(step))
         if logger:
             logger.log(step, metrics)
-            logger.log_samples(step, _samples(rows, cfg.log.samples_per_step))
+            logger.log_samples(step, sample_rows(rows, cfg.log.samples_per_step))
         info = {"reward": metrics["reward/mean"], "acc": metrics.get("eval/greedy_accuracy")}
         if limit_s > 0:  # the step-count ETA overstates a time-boxed run; show the budget left beside it
             info["budget_min"] = max(0.0, (limit_s - counters["train_seconds"]) / 60)
@@ -233,149 +230,3 @@ def _to_device(batch, device):
         if getattr(batch, name) is not None:
             setattr(batch, name, getattr(batch, name).to(device))
     return batch
-
-
-def _optimize(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: torch.Tensor, loss_mask: torch.Tensor,
-              dist: DistContext) -> dict:
-    """``num_iterations`` optimizer passes over the batch, each accumulating gradients over micro-batches.
-
-    Loss denominators (tokens, sequences) are those of the whole step over all ranks, so accumulated gradients,
-    summed over ranks, equal the full-batch gradient whatever the micro-batch size and the world size.
-    """
-    algo, B = cfg.algo, batch.completion_ids.shape[0]
-    num_tokens, num_seqs = all_reduce_sum(dist, [float(loss_mask.sum()), float(B)])
-    norm_constant = float(cfg.rollout.max_new_tokens)
-    rows = torch.arange(B)
-    if algo.skip_zero_advantage and algo.beta == 0:
-        rows = rows[(adv != 0).cpu() & (loss_mask.sum(dim=1) > 0).cpu()]
-    # Micro-batches of similar lengths: each runs only up to its longest completion, so little compute goes to
-    # padding (the gradient is a sum over rows, so the grouping does not change it)
-    rows = rows[torch.argsort(batch.lengths.cpu()[rows], stable=True)]
-    micro = [rows[i : i + cfg.train.micro_batch_size] for i in range(0, len(rows), cfg.train.micro_batch_size)]
-    trained_seqs, trained_tokens = all_reduce_sum(dist, [float(len(rows)), float(loss_mask[rows].sum())])
-    sharded, real = is_sharded(policy), len(micro)
-    if sharded:  # sharded layers communicate in every forward and backward: each rank runs as many micro-batches
-        # as the busiest, the extra ones on one row with zero weight
-        micro += [torch.arange(1)] * (all_reduce_max(dist, len(micro)) - len(micro))
-
-    autocast = cfg.model.autocast != "none"
-    device_type = batch.completion_ids.device.type
-
-    def forward(model, idx, with_entropy=False):
-        # rows i*G .. i*G+G-1 share prompt i: run each distinct prompt of the micro-batch once
-        groups, prompt_index = torch.unique(idx // batch.group_size, return_inverse=True)
-        first_rows = (groups * batch.group_size).to(batch.prompt_ids.device)
-        with torch.autocast(device_type, dtype=DTYPE.get(cfg.model.autocast, torch.bfloat16), enabled=autocast):
-            # at the rollout temperature: the distribution the tokens were sampled from (and the engine scored)
-            return completion_logprobs(model, batch.prompt_ids[first_rows], batch.prompt_mask[first_rows],
-                                       batch.completion_ids[idx], batch.completion_mask[idx], with_entropy=with_entropy,
-                                       temperature=cfg.rollout.temperature, per_row=sharded,
-                                       prompt_index=prompt_index.to(batch.prompt_ids.device))
-
-    # Old-policy log-probs: with one pass the ratio is exactly 1 at the only update, so the current log-probs
-    # (detached) serve; with several passes they are frozen before the first update.
-    old_logps = None
-    if algo.num_iterations > 1:
-        with torch.no_grad():
-            old_logps = [forward(policy, idx)[0] for idx in micro]
-    ref_logps = None
-    if reference is not None:
-        with torch.no_grad():
-            ref_logps = [forward(reference, idx)[0] for idx in micro]
-
-    sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "abs_log_ratio": 0.0, "capped": 0.0,
-            "rollout_kl": 0.0}
-    correct = ROLLOUT_CORRECTIONS.get(algo.rollout_correction)
-    rollout_logps = batch.rollout_logprobs  # (B, C) the engine's own; None when an engine records none
-    skipped, grad_norm = False, float("nan")
-    policy.train()
-    # With activation checkpointing the layers run again in backward, with the attention they ran forward: one
-    # choice for the whole pass, sized by the batch's full width (completion_logprobs switches per call otherwise)
-    width = batch.prompt_ids.shape[1] + batch.completion_ids.shape[1]
-    replay = replays_layers(policy)
-
-    def attention():  # a fresh context each pass (num_iterations > 1)
-        return attention_implementation(policy, training_attention(policy, width)) if replay else contextlib.nullcontext()
-
-    for iteration in range(algo.num_iterations):
-        optimizer.zero_grad(set_to_none=True)
-        with attention(), shared_weight_casts(device_type):  # one bf16 copy of the weights for the pass's micro-batches
-            for j, idx in enumerate(micro):
-                logp, entropy = forward(policy, idx, with_entropy=iteration == 0)
-                old = old_logps[j] if old_logps is not None else logp.detach()
-                mask = loss_mask[idx] if j < real else torch.zeros_like(loss_mask[idx])  # padding counts nothing
-                per_token, clipped = clipped_policy_loss(logp, old, adv[idx], algo.clip_low, algo.clip_high)
-                if rollout_logps is not None:  # the sampler's numerics are not the trainer's: importance weights
-                    weights, capped = correct(old, rollout_logps[idx], algo.rollout_correction_cap)
-                    per_token = per_token * weights
-                    if iteration == 0:
-                        gap = mismatch_sums(old, rollout_logps[idx], capped, mask)
-                        sums["abs_log_ratio"] += gap["abs_log_ratio"]
-                        sums["capped"] += gap["capped"]
-                        sums["rollout_kl"] += gap["kl"]
-                if ref_logps is not None:
-                    kl = KL_ESTIMATORS.get(algo.kl_estimator)(logp, ref_logps[j])
-                    per_token = per_token + algo.beta * kl
-                    sums["kl"] += float((kl.detach() * mask).sum()) / max(num_tokens, 1)
-                loss = aggregate(algo.loss_aggregation, per_token, mask, num_tokens, num_seqs, norm_constant)
-                if j >= real:
-                    loss = loss * 0.0
-                loss.backward()
-                sums["loss"] += float(loss.detach())
-                sums["clip_frac"] += float((clipped * mask).sum()) / max(num_tokens, 1)
-                if entropy is not None:
-                    sums["entropy"] += float((entropy * mask).sum()) / max(trained_tokens, 1)
-        if not trained_seqs:  # every group of every rank had identical rewards: nothing to learn from this batch
-            break
-        all_reduce_gradients(policy, dist)  # every rank now holds the global gradient, and steps identically
-        max_norm = cfg.train.max_grad_norm or float("inf")
-        grad_norm = (clip_grad_norm(policy, max_norm, dist) if sharded
-                     else float(torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)))
-        if not math.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)  # non-finite gradient guard: skip the step, count it
-            skipped = True
-            break
-        optimizer.step()
-    n_iter = max(algo.num_iterations, 1)
-    sums = dict(zip(sums, all_reduce_sum(dist, list(sums.values()))))
-    return {"loss/policy": sums["loss"] / n_iter, "loss/kl": sums["kl"] / n_iter if reference is not None else None,
-            "policy/clip_fraction": sums["clip_frac"] / n_iter,
-            "policy/entropy": sums["entropy"] if trained_seqs else None,
-            "policy/grad_norm": grad_norm, "policy/trained_sequences": int(trained_seqs),
-            # engine vs trainer on the trained tokens: mean |log ratio|, share capped (tis) or dropped (icepop), KL
-            **({"rollout/abs_log_ratio": sums["abs_log_ratio"] / max(trained_tokens, 1),
-                "rollout/capped_fraction": sums["capped"] / max(trained_tokens, 1),
-                "rollout/kl": sums["rollout_kl"] / max(trained_tokens, 1)} if rollout_logps is not None else {}),
-            "tokens/trained": trained_tokens, "skipped": skipped}
-
-
-def _row_records(batch, results, examples, adv: torch.Tensor) -> list[dict]:
-    """One plain record per completion row: what the step's metrics and samples read, gathered from every rank."""
-    lengths, truncated = batch.lengths.long().tolist(), batch.truncated.tolist()
-    return [{"prompt_id": ex.id, "gold": ex.answer, "completion": text, "reward": r.total, "valid": r.valid,
-             "breakdown": r.breakdown, "error": r.error, "advantage": float(a), "truncated": bool(t), "length": n}
-            for ex, text, r, a, t, n in zip(examples, batch.texts, results, adv.tolist(), truncated, lengths)]
-
-
-def _rollout_metrics(rows: list[dict], G: int) -> dict:
-    rewards = torch.tensor([r["reward"] for r in rows], dtype=torch.float32)  # (B,)
-    valid = torch.tensor([r["valid"] for r in rows])  # (B,)
-    metrics = {"reward/mean": float(rewards[valid].mean()) if valid.any() else float("nan"),
-               "reward/std": float(rewards[valid].std()) if valid.sum() > 1 else 0.0}
-    for name in dict.fromkeys(n for r in rows for n in r["breakdown"]):  # rewards.apply_to: not every sample has all
-        values = [r["breakdown"][name] for r in rows if r["valid"] and name in r["breakdown"]]
-        metrics[f"reward/{name}"] = sum(values) / max(len(values), 1)
-    groups = rewards.view(-1, G)
-    metrics["reward/zero_variance_groups"] = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())
-    lengths = torch.tensor([r["length"] for r in rows], dtype=torch.float32)
-    metrics.update({"tokens/generated": float(lengths.sum()), "completion/mean_length": float(lengths.mean()),
-                    "completion/max_length": float(lengths.max()),
-                    "completion/truncated_fraction": sum(r["truncated"] for r in rows) / len(rows),
-                    "reward/invalid_fraction": float((~valid).float().mean())})
-    return metrics
-
-
-def _samples(rows: list[dict], k: int) -> list[dict]:
-    """``k`` completions spread over the batch (so several prompts are shown), with rewards and advantages."""
-    keys = ("prompt_id", "gold", "completion", "reward", "breakdown", "error", "advantage", "truncated")
-    return [{key: rows[i][key] for key in keys} for i in range(0, len(rows), max(1, len(rows) // max(k, 1)))[:k]]
