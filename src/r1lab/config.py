@@ -163,6 +163,7 @@ def require(condition: bool, key: str, message: str) -> None:
 # Job configs. Sections shared by several jobs (model, task, prompt) are defined once.
 # ---------------------------------------------------------------------------------------------------------------
 from dataclasses import dataclass, field  # noqa: E402
+import r1lab.train.lora_config as lora_config  # noqa: E402  (the lora section, beside its jobs)
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Trained weights may also be float64: exact comparisons (1 rank vs N ranks on a tiny model, in tests)
@@ -470,6 +471,7 @@ class GRPOConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    lora: lora_config.LoRAConfig = field(default_factory=lambda: lora_config.LoRAConfig())
 
 
 # --- r1lab sft ---------------------------------------------------------------------------------------------------
@@ -580,3 +582,4 @@ class SFTConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: SFTEvalConfig = field(default_factory=SFTEvalConfig)
     log: SFTLogConfig = field(default_factory=SFTLogConfig)
+    lora: lora_config.LoRAConfig = field(default_factory=lambda: lora_config.LoRAConfig())

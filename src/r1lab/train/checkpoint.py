@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from r1lab.models.lora import is_lora, trainable_state_dict
 from r1lab.parallel import DistContext, barrier
 from r1lab.parallel.sharding import (full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state,
                                      load_full_state_dict)
@@ -76,8 +77,9 @@ def save_checkpoint(
     if sharded:  # FSDP: every rank takes part in gathering whole tensors (the same files as unsharded runs write)
         weights, optimizer_state = full_state_dict(model), full_optimizer_state(model, optimizer)
     if dist.is_main:
-        if not sharded:
-            weights, optimizer_state = model.state_dict(), optimizer.state_dict()
+        if not sharded:  # LoRA: only the adapter (and modules_to_save); the frozen base is the model's source
+            weights = trainable_state_dict(model) if is_lora(model) else model.state_dict()
+            optimizer_state = optimizer.state_dict()
         _write_checkpoint(Path(root), step, weights, optimizer_state, scheduler,
                           {**extra, "world_size": dist.world_size, "sharded": sharded}, keep)
     barrier(dist)
@@ -147,6 +149,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, schedul
     else:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        if is_lora(model):  # a LoRA checkpoint holds exactly the trained tensors
+            missing = set(trainable_state_dict(model)) - set(tensors)
         if set(missing) - tied or unexpected:
             raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, "
                                f"unexpected {unexpected}")

@@ -20,6 +20,7 @@ from r1lab.config import GRPOConfig
 from r1lab.evals.accuracy import accuracy_metrics, evaluate_accuracy
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
+from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
 from r1lab.models.templates import build_prompt
 from r1lab.rewards import RewardContext, score_batch
 from r1lab.parallel import gather_lists, shard_bounds
@@ -61,11 +62,22 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     policy, tokenizer = loaded.model, loaded.tokenizer
     policy.config.use_cache = False
     reference = None
-    if cfg.algo.beta > 0:  # beta = 0: no reference model at all (memory and one forward pass saved)
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    if cfg.algo.beta > 0 and not cfg.lora.enabled:  # beta = 0: no reference model at all (memory and one forward
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)  # pass saved)
     # FSDP: the engine generates from a whole copy of the policy, refreshed from the shards after every step
     sharded = cfg.train.parallel == "fsdp" and dist.distributed
     rollout_model = copy.deepcopy(policy).eval().requires_grad_(False) if sharded else policy
+    merged = None
+    if cfg.lora.enabled:  # LoRA (PEFT): the engine generates from a plain copy holding W + scale * B A
+        if sharded:
+            raise ValueError("lora.rank > 0 with train.parallel=fsdp is not supported; use train.parallel=ddp "
+                             "(the frozen base is small next to full fine-tuning's optimizer state)")
+        rollout_model = plain_copy(policy, DTYPE[cfg.model.rollout_dtype])
+        policy = wrap_lora(policy, cfg.lora)
+        merged = MergedCopy(rollout_model, policy)
+        merged.sync()  # lora.init_from: the copy starts from the loaded adapter
+        if cfg.algo.beta > 0:  # the reference is the policy with its adapter off (r1lab.models.lora), no copy
+            reference = policy
     engine = build_engine(cfg.rollout, rollout_model, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype],
                           seed=cfg.train.seed, max_new_tokens=cfg.eval.max_new_tokens)
 
@@ -73,6 +85,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         start = time.monotonic()
         if sharded:
             rollout_model.load_state_dict(full_state_dict(policy), strict=False)  # a collective: every rank
+        if merged is not None:
+            merged.sync()
         engine.sync_weights(rollout_model)
         return time.monotonic() - start
 
@@ -217,9 +231,12 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     plot_training(records, run_dir / "training.png", title=f"GRPO {cfg.model.name} on {cfg.task.name}")
     if step < cfg.train.steps:
         print(f"stopped at step {step} of {cfg.train.steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} reached")
-    policy.config.use_cache = True  # the final model is written whether the run ended on steps or on time
-    policy.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
-    tokenizer.save_pretrained(final_dir)
+    if merged is not None:  # LoRA: the merged model (plain HF) in final/, the adapter in final/adapter
+        save_final(policy, tokenizer, final_dir)
+    else:
+        policy.config.use_cache = True  # the final model is written whether the run ended on steps or on time
+        policy.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
+        tokenizer.save_pretrained(final_dir)
     evals = [r for r in records if "eval/greedy_accuracy" in r]
     return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
                      eval_after=evals[-1] if len(evals) > 1 else None, steps_done=step)

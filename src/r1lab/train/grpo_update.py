@@ -16,6 +16,7 @@ from r1lab.algos.logprobs import attention_implementation, completion_logprobs, 
 from r1lab.algos.rollout_correction import ROLLOUT_CORRECTIONS, mismatch_sums
 from r1lab.config import GRPOConfig
 from r1lab.models.checkpointing import replays_layers
+from r1lab.models.lora import adapter_disabled
 from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_max, all_reduce_sum
 from r1lab.parallel.sharding import clip_grad_norm, is_sharded
 from r1lab.train.run_setup import DTYPE
@@ -66,7 +67,7 @@ def optimize_policy(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: t
             old_logps = [forward(policy, idx)[0] for idx in micro]
     ref_logps = None
     if reference is not None:
-        with torch.no_grad():
+        with torch.no_grad(), adapter_disabled(reference):  # LoRA: the reference is the policy, adapter off
             ref_logps = [forward(reference, idx)[0] for idx in micro]
 
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "abs_log_ratio": 0.0, "capped": 0.0,

@@ -22,6 +22,7 @@ from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_over
                                  render_row, split_held_out)
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
+from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
 from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_sum, shard_bounds
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
@@ -64,6 +65,12 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
     policy, tokenizer = loaded.model, loaded.tokenizer
     check_model_forward(policy, cfg.data.pack)
+    rollout_model = merged = None
+    if cfg.lora.enabled:  # LoRA (PEFT): generation evals run on a plain copy holding W + scale * B A
+        if dist.is_main and cfg.eval.every:
+            rollout_model = plain_copy(policy, DTYPE[cfg.model.rollout_dtype])
+        policy = wrap_lora(policy, cfg.lora)
+        merged = MergedCopy(rollout_model, policy) if rollout_model is not None else None
     if cfg.train.gradient_checkpointing:
         enable_activation_checkpointing(policy)
     teacher = load_teacher(cfg, policy, tokenizer, device) if cfg.distill.teacher else None
@@ -85,7 +92,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     if dist.is_main and cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
         from r1lab.rollout.native_engine import NativeEngine
 
-        engine = NativeEngine(policy, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.eval.batch_size)
+        engine = NativeEngine(rollout_model if merged is not None else policy, tokenizer,
+                              dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.eval.batch_size)
 
     start_step, counters = 0, {"train_seconds": 0.0, "skipped_steps": 0, "trained_tokens": 0}
     if resume and checkpoints:
@@ -100,7 +108,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         out = held_out_loss(cfg, policy, teacher, data.held_out[held_lo:held_hi], tokenizer, device,
                             dist) if data.held_out else {}
         if engine is not None:
-            engine.sync_weights(policy)
+            if merged is not None:
+                merged.sync()
+            engine.sync_weights(rollout_model if merged is not None else policy)
             out.update(_generation_eval(cfg, engine, task, tokenizer, data.held_out, run_dir, step, logger))
         return out
 
@@ -171,8 +181,11 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     if step < total_steps:
         print(f"stopped at step {step} of {total_steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} "
               f"reached")
-    policy.save_pretrained(final_dir, safe_serialization=True)
-    tokenizer.save_pretrained(final_dir)
+    if cfg.lora.enabled:  # the merged model (plain HF) in final/, the adapter in final/adapter
+        save_final(policy, tokenizer, final_dir)
+    else:
+        policy.save_pretrained(final_dir, safe_serialization=True)
+        tokenizer.save_pretrained(final_dir)
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
     return SFTResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
                      eval_after=evals[-1] if len(evals) > 1 else None, steps_done=step)
@@ -287,7 +300,8 @@ def batch_loss_sums(cfg: SFTConfig, model, teacher, batch: TokenBatch, device: t
     trained = targets != IGNORE  # (R, L), from lengths (sft_data), never from the pad id
     autocast = cfg.model.autocast != "none"
     with torch.autocast(device.type, dtype=DTYPE.get(cfg.model.autocast, torch.bfloat16), enabled=autocast):
-        hidden = model.base_model(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state  # (R, L, H)
+        # get_decoder(): the transformer body, also through a PEFT wrapper (whose base_model is the whole model)
+        hidden = model.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state  # (R, L, H)
         teacher_hidden = teacher_head = None
         if teacher is not None:
             with torch.no_grad():
