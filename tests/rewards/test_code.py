@@ -13,7 +13,9 @@ from r1lab.rewards.code import CodeRewardParams, code_reward, extract_code
 from r1lab.rewards.combine import score_batch
 from r1lab.rewards.functions import REWARDS, RewardContext, is_batched
 from r1lab.sandbox import sandbox_setup
+from r1lab.sandbox import pool as pool_module
 from r1lab.sandbox import runner as runner_module
+from r1lab.sandbox import warm as warm_module
 from r1lab.types import Example
 
 TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(2, 2) == 4\n"
@@ -123,13 +125,16 @@ def test_example_without_tests_fails_that_sample_only():
     assert scores[1] == 1.0
 
 
-def test_infrastructure_failure_marks_the_sample_invalid_not_zero(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sandbox", ["warm", "cold"])
+def test_infrastructure_failure_marks_the_sample_invalid_not_zero(tmp_path, monkeypatch, sandbox):
     fake = tmp_path / "fake-bwrap"
     fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
     fake.chmod(0o755)
     broken = dataclasses.replace(sandbox_setup(), bwrap=str(fake), run_as=None)
     monkeypatch.setattr(runner_module, "sandbox_setup", lambda: broken)
-    ctx = RewardContext(task=None, params={"code": FAST})
+    monkeypatch.setattr(warm_module, "sandbox_setup", lambda: broken)
+    pool_module.shared_pool.cache_clear()  # warm sandboxes started earlier in this process would still work
+    ctx = RewardContext(task=None, params={"code": {**FAST, "sandbox": sandbox}})
     results = score_batch([fenced(RIGHT), "no code"], [ADD, ADD], {"code": 1.0}, ctx)
     assert not results[0].valid and math.isnan(results[0].total)  # invalid: no advantage, not a zero
     assert "SandboxError" in results[0].error and "uid map" in results[0].error

@@ -1,7 +1,9 @@
 """The attack suite: hostile programs, each contained. For every attack: no pass (score 0 or a failure), the host
 unchanged, this (calling) process alive, the whole run within its time limit, and no sandbox process left behind.
 
-Each program poses as a solution to ``add(a, b)``; the tests are the trusted ``check`` below.
+Each program poses as a solution to ``add(a, b)``; the tests are the trusted ``check`` below. Every attack runs
+twice: as a cold run (``run_program``: a sandbox of its own) and in a warm sandbox pool, where "nothing left
+behind" means that only the sandbox's own init and resident process remain in its namespace.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from r1lab.sandbox import SandboxLimits, run_program
+from r1lab.sandbox import Job, SandboxLimits, SandboxPool, run_program
 
 LIMITS = SandboxLimits(time_limit=1.5, memory_mb=256, grace=2.0)
 TESTS = """
@@ -22,6 +24,46 @@ def check(candidate):
     assert candidate(20, 22) == 42
 """
 BUDGET = LIMITS.time_limit + LIMITS.grace + 2.0  # + start-up of bwrap and two interpreters on a busy machine
+
+
+_pools: dict = {}
+_mode = {"name": "cold"}
+
+
+@pytest.fixture(autouse=True, params=["cold", "warm"])
+def sandbox_kind(request):
+    """Every attack against a cold run and against a warm pool (one long-lived pool for the module)."""
+    _mode["name"] = request.param
+    yield request.param
+    _mode["name"] = "cold"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_pools():
+    yield
+    for pool in _pools.values():
+        pool.close()
+    _pools.clear()
+
+
+def _run(program: str, limits: SandboxLimits):
+    if _mode["name"] == "cold":
+        return run_program(program, TESTS, "add", limits=limits), None
+    pool = _pools.get(limits)
+    if pool is None:
+        pool = _pools[limits] = SandboxPool(1, limits, warm=True)
+    result = pool.map([Job(program, TESTS, "add")])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result, pool
+
+
+def _inner_pid(pid: int) -> int:
+    """A host process's pid in its own (innermost) pid namespace."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {pid}")
 
 
 def processes_in(namespace: str) -> list[int]:
@@ -43,17 +85,29 @@ def processes_in(namespace: str) -> list[int]:
 def attack(program: str, limits: SandboxLimits = LIMITS):
     """Run a hostile program; check the common containment properties and return its result."""
     started = time.monotonic()
-    result = run_program(program, TESTS, "add", limits=limits)
+    result, pool = _run(program, limits)
     elapsed = time.monotonic() - started
     assert not result.all_passed and result.fraction == 0.0, result
     assert elapsed < BUDGET, f"took {elapsed:.1f}s"
     # Nothing the program started outlives the run (checked by namespace, so other sandboxes may run meanwhile).
     assert result.namespace.startswith("pid:[") and result.namespace != os.readlink("/proc/self/ns/pid")
+    resident = pool.resident(result.namespace) if pool is not None else set()  # a live warm sandbox's own pids
+
+    def survivors() -> list[int]:
+        left = []
+        for pid in processes_in(result.namespace):
+            try:
+                if _inner_pid(pid) not in resident:
+                    left.append(pid)
+            except OSError:  # it ended meanwhile
+                pass
+        return left
+
     for _ in range(40):
-        if not processes_in(result.namespace):
+        if not survivors():
             break
         time.sleep(0.05)
-    assert processes_in(result.namespace) == [], "sandbox processes survived the run"
+    assert survivors() == [], "sandbox processes survived the run"
     return result
 
 

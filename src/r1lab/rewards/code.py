@@ -27,6 +27,7 @@ from r1lab.rewards.functions import REWARDS, RewardContext, batched
 from r1lab.types import Example
 
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+SANDBOX_KINDS = ("warm", "cold")
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
 _CODE_LINE = re.compile(
     r"^\s*(def |class |import |from \S+ import |return\b|for .+:|while .+:|if .+:|elif .+:|else:|try:|except\b|"
@@ -98,6 +99,9 @@ class CodeRewardParams:
     time_limit: float = 5.0  # seconds of wall time per program and its tests
     memory_mb: int = 512
     workers: int = 0  # sandboxes at once; 0 = one per core
+    # warm: resident sandboxes, each program in a fresh fork inside one (r1lab.sandbox.warm); cold: a new sandbox
+    # per program (about 80 ms more each)
+    sandbox: str = "warm"
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CodeRewardParams:
@@ -117,6 +121,9 @@ class CodeRewardParams:
             raise ValueError(f"reward 'code': parameter 'speed_bonus' must be a number >= 0, got {out.speed_bonus!r}")
         if isinstance(out.workers, bool) or not isinstance(out.workers, int) or out.workers < 0:
             raise ValueError(f"reward 'code': parameter 'workers' must be an integer >= 0, got {out.workers!r}")
+        if out.sandbox not in SANDBOX_KINDS:
+            raise ValueError(f"reward 'code': parameter 'sandbox' must be one of: {', '.join(SANDBOX_KINDS)}; "
+                             f"got {out.sandbox!r}")
         try:
             out.limits()
         except ValueError as err:
@@ -146,7 +153,8 @@ def grade(result, params: CodeRewardParams, reference_s: float | None = None) ->
 def code_reward(completions: list[str], examples: list[Example], ctx: RewardContext) -> list[float | BaseException]:
     """Tiered code reward; all programs of the batch run at once on a sandbox pool."""
     params = CodeRewardParams.from_dict(ctx.params_of("code"))
-    from r1lab.sandbox import Job, run_many  # lazy
+    from r1lab.sandbox import Job  # lazy
+    from r1lab.sandbox import pool as sandbox_pool
 
     scores: list[float | BaseException | None] = [None] * len(completions)
     jobs, slots = [], []
@@ -167,11 +175,12 @@ def code_reward(completions: list[str], examples: list[Example], ctx: RewardCont
         jobs.append(Job(program, tests, entry_point, setup))
         slots.append(i)
 
-    limits, workers = params.limits(), params.workers or None
-    results = run_many(jobs, limits, workers)
+    limits, workers, warm = params.limits(), params.workers or None, params.sandbox == "warm"
+    results = sandbox_pool.run_many(jobs, limits, workers, warm=warm)
     references: dict[str, float | BaseException] = {}
     if params.speed_bonus:
-        references = _reference_times([examples[i] for i, r in zip(slots, results) if _passed(r)], limits, workers)
+        references = _reference_times([examples[i] for i, r in zip(slots, results) if _passed(r)], limits, workers,
+                                      warm)
     for i, result in zip(slots, results):
         if isinstance(result, BaseException):
             scores[i] = result
@@ -188,9 +197,10 @@ def _passed(result) -> bool:
     return not isinstance(result, BaseException) and result.all_passed
 
 
-def _reference_times(examples: list[Example], limits, workers) -> dict[str, float | BaseException]:
+def _reference_times(examples: list[Example], limits, workers, warm: bool) -> dict[str, float | BaseException]:
     """Time of each problem's reference solution (``meta['reference']``), run once per problem in this batch."""
-    from r1lab.sandbox import Job, run_many
+    from r1lab.sandbox import Job
+    from r1lab.sandbox import pool as sandbox_pool
 
     unique = list({e.id: e for e in examples}.values())
     times: dict[str, float | BaseException] = {}
@@ -203,7 +213,7 @@ def _reference_times(examples: list[Example], limits, workers) -> dict[str, floa
         tests, entry_point, setup = problem_of(example)
         jobs.append(Job(reference, tests, entry_point, setup))
         ids.append(example.id)
-    for example_id, result in zip(ids, run_many(jobs, limits, workers)):
+    for example_id, result in zip(ids, sandbox_pool.run_many(jobs, limits, workers, warm=warm)):
         if isinstance(result, BaseException):
             times[example_id] = result
         elif not result.all_passed:

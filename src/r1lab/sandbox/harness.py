@@ -21,11 +21,13 @@ Keep this file free of syntax newer than Python 3.8: the sandbox may run the sys
 import ast
 import builtins
 import json
+import linecache
 import os
 import select
 import signal
 import sys
 import time
+import traceback
 
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes: one encoded return value from the candidate
 
@@ -99,6 +101,9 @@ def worker(requests_fd, replies_fd):
         replies.flush()
 
     job = json.loads(requests.readline() or b"{}")
+    if "session" in job:
+        _set_limits(job["limits"])
+        session_worker(requests, reply)
     if "program" not in job:
         os._exit(3)
     _set_limits(job["limits"])  # still our code: the limits are in place before the program's first line
@@ -125,6 +130,44 @@ def worker(requests_fd, replies_fd):
             out = {"ok": False, "error": type(err).__name__, "message": str(err)[:1000]}
         reply(out)
     os._exit(2)  # the harness went away
+
+
+def run_cell(code, namespace, name):
+    """Execute one cell like an interactive interpreter: a final bare expression's repr is printed."""
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)  # tracebacks show the cell's lines
+    tree = ast.parse(code, name, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, name, "exec"), namespace)
+    if last is not None:
+        value = eval(compile(last, name, "eval"), namespace)
+        if value is not None:
+            print(repr(value))
+
+
+def session_worker(requests, reply):
+    """A stateful interpreter (the ``python`` tool): one namespace for every cell of one sample; never returns."""
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    cell = 0
+    for line in requests:
+        request = json.loads(line)
+        if request.get("op") != "exec":
+            sys.stdout.flush()
+            os._exit(0)
+        cell += 1
+        name = "<cell %d>" % cell
+        try:
+            run_cell(request["code"], namespace, name)
+            out = {"ok": True}
+        except BaseException as err:  # SystemExit and KeyboardInterrupt too: the cell failed, the session goes on
+            frames = traceback.extract_tb(err.__traceback__)
+            keep = [f for f in frames if f.filename.startswith("<cell")] or frames[-1:]
+            text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(keep))
+            sys.stderr.write(text + "".join(traceback.format_exception_only(type(err), err)))
+            out = {"ok": False, "error": "%s: %s" % (type(err).__name__, str(err)[:500])}
+        reply(out)
+    os._exit(2)
 
 
 def fork_worker():
@@ -201,6 +244,8 @@ def _set_limits(limits):
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
     resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # POSIX message queues outlive their process in the ipc namespace, which a warm sandbox keeps: none at all
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
 
 
 class Candidate:
@@ -295,7 +340,7 @@ class Candidate:
             if readers and select.select(readers, [], [], 0.01)[0]:
                 self._drain_output()
             elif not readers:
-                time.sleep(0.005)
+                time.sleep(0.0005)  # its output is closed: it is exiting
         code = self.exit_code
         self.kill()
         return code
@@ -327,9 +372,13 @@ def _exception_for(reply):
     return RuntimeError("%s: %s" % (name, message))
 
 
-def harness():
+def harness(read_job=None):
     spawned = fork_worker()
-    job = json.loads(sys.stdin.buffer.read())
+    job = read_job() if read_job is not None else json.loads(sys.stdin.buffer.read())
+    if job is None:  # the warm pool closed its end: nothing to run
+        os._exit(7)
+    if "session" in job:
+        return session_harness(spawned, job)
     token = job["token"]
     channel = sys.stdout
 
@@ -412,5 +461,170 @@ def harness():
          output=bytes(candidate.output).decode("utf-8", "replace"), output_dropped=candidate.output_dropped)
 
 
+# --- the python tool: one stateful interpreter per sample --------------------------------------------------
+def session_harness(spawned, job):
+    """Relay cells to one stateful worker, each under its own wall-clock limit; a worker that dies or overruns is
+    replaced by a fresh one (its state is lost, and the next output says so). Ends on {"op": "end"} or EOF."""
+    token = job["token"]
+
+    def emit(event, **fields):
+        fields.update(token=token, event=event)
+        sys.stdout.write(json.dumps(fields) + "\n")
+        sys.stdout.flush()
+
+    try:
+        _no_dump()
+    except Exception as err:
+        emit("infra", message="cannot protect the harness: %s" % err)
+        return
+    start = {"session": True, "limits": job["limits"]}
+    candidate = Candidate(spawned, job, time.monotonic() + 10.0)
+    candidate.send(start)
+    emit("ready", namespace=os.readlink("/proc/self/ns/pid"))
+    notice = ""
+    while True:
+        request = _read_frame(0)
+        if request is None or request.get("op") != "exec":
+            break
+        if candidate is None:
+            candidate = Candidate(fork_worker(), job, time.monotonic() + 10.0)
+            candidate.send(start)
+        candidate.output, candidate.output_dropped = bytearray(), 0
+        candidate.deadline = time.monotonic() + float(request["time_limit"])
+        try:
+            reply = candidate.call({"op": "exec", "code": request["code"]})
+            while candidate.out is not None and select.select([candidate.out], [], [], 0)[0]:
+                candidate._drain_output()  # flushed before the reply: already in the pipe
+            status, error = ("ok", None) if reply.get("ok") else ("error", reply.get("error"))
+        except ProgramStopped as stop:
+            candidate.kill()
+            status, error = stop.status, str(stop)
+        output = bytes(candidate.output).decode("utf-8", "replace")
+        emit("output", status=status, error=error, output=notice + output, output_dropped=candidate.output_dropped,
+             duration_s=candidate.busy_s)
+        notice = ""
+        if status not in ("ok", "error"):
+            candidate = None
+            notice = "(the Python session was restarted: variables from earlier cells are gone)\n"
+    if candidate is not None:
+        candidate.kill()
+
+
+# --- the warm sandbox: one interpreter, started once, serving many runs -----------------------------------
+def _read_frame(fd):
+    """One length-prefixed JSON frame ("<bytes>\\n<json>") from ``fd``, read to its end and not a byte further, so
+    the next frame stays for whoever reads next. None at end of file."""
+    header = b""
+    while not header.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            return None
+        header += byte
+    size, data = int(header), bytearray()
+    while len(data) < size:
+        chunk = os.read(fd, min(size - len(data), 1 << 20))
+        if not chunk:
+            return None
+        data += chunk
+    return json.loads(bytes(data))
+
+
+def _alive(own):
+    """Pids in this pid namespace other than its init and ``own``, zombies aside."""
+    left = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, own):
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            left.append(int(name))
+    return left
+
+
+def _wipe(folder):
+    """Empty ``folder`` (a tmpfs of this sandbox), whatever permissions the program left on what it made (same
+    uid: we may chmod it all). Returns what is left."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+                _wipe(path)
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+    return [os.path.join(folder, name) for name in os.listdir(folder)]
+
+
+def _remove_sysv_ipc():
+    """SysV shared memory, semaphores and message queues live as long as the ipc namespace: remove them all."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for kind, remove in (("shm", lambda i: libc.shmctl(i, 0, None)), ("sem", lambda i: libc.semctl(i, 0, 0)),
+                         ("msg", lambda i: libc.msgctl(i, 0, None))):  # 0 = IPC_RMID
+        try:
+            with open("/proc/sysvipc/" + kind) as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            remove(int(line.split()[1]))
+
+
+def clean_up(own):
+    """After a run: kill every process the program left (kill(-1) spares only init and us), remove SysV IPC
+    objects, and empty /tmp and /dev/shm. Returns what could not be removed (nothing, normally)."""
+    for _ in range(200):
+        try:
+            os.kill(-1, signal.SIGKILL)  # under the tasklist lock: nothing can fork during it
+        except OSError:
+            pass
+        if not _alive(own):
+            break
+        time.sleep(0.001)
+    _remove_sysv_ipc()
+    leftover = _wipe("/tmp") + _wipe("/dev/shm")
+    return {"processes": _alive(own), "files": leftover}
+
+
+def serve():
+    """The warm sandbox's resident process. Each run gets a fresh fork of it (the harness, which forks the
+    worker before it reads the job), so no run sees another's interpreter state; after each run the sandbox is
+    cleaned up. The host waits for "free" before it sends the next job."""
+    own = os.getpid()
+    import ctypes, resource, shutil  # noqa: F401  loaded once here, so each forked run finds them imported
+    try:
+        _no_dump()
+        hello = _read_frame(0)
+    except Exception as err:
+        os.write(1, dumps({"event": "infra", "message": "warm sandbox: %s" % err}))
+        return
+    token = hello["token"]
+    os.write(1, dumps({"event": "warm", "token": token, "pid": own, "namespace": os.readlink("/proc/self/ns/pid")}))
+    while True:
+        select.select([0], [], [])  # a job (or the end) is waiting; the child reads it, not us
+        pid = os.fork()
+        if pid == 0:
+            try:
+                harness(read_job=lambda: _read_frame(0))
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 7:
+            return  # end of input: the pool closed this sandbox
+        left = clean_up(own)
+        os.write(1, dumps({"event": "free", "token": token, "left": left}))
+
+
 if __name__ == "__main__":
-    harness()
+    if sys.argv[1:] == ["--warm"]:
+        serve()
+    else:
+        harness()
