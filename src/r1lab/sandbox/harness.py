@@ -489,7 +489,7 @@ def session_harness(spawned, job):
         if candidate is None:
             candidate = Candidate(fork_worker(), job, time.monotonic() + 10.0)
             candidate.send(start)
-        candidate.output, candidate.output_dropped = bytearray(), 0
+        candidate.output, candidate.output_dropped, candidate.busy_s = bytearray(), 0, 0.0
         candidate.deadline = time.monotonic() + float(request["time_limit"])
         try:
             reply = candidate.call({"op": "exec", "code": request["code"]})
@@ -505,7 +505,7 @@ def session_harness(spawned, job):
         notice = ""
         if status not in ("ok", "error"):
             candidate = None
-            notice = "(the Python session was restarted: variables from earlier cells are gone)\n"
+            notice = "(the Python session was restarted; earlier state is gone)\n"
     if candidate is not None:
         candidate.kill()
 

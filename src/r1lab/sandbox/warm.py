@@ -165,11 +165,13 @@ class WarmSandbox:
         return _outcome(events, timed_out, None if self.alive else self.proc.returncode,
                         self._stderr.decode("utf-8", "replace"), wall, limits)
 
-    def start_session(self, time_limit: float) -> str:
-        """Start a stateful interpreter (the python tool) in this sandbox; returns the session's token."""
+    def start_session(self, cpu_seconds: float) -> str:
+        """Start a stateful interpreter (the python tool) in this sandbox, with ``cpu_seconds`` of CPU time for its
+        whole life (each call's wall clock is limited by ``execute``); returns the session's token."""
         token = secrets.token_hex(16)
-        job = {"token": token, "session": True, "time_limit": time_limit, "max_output": self.limits.max_output,
-               "limits": warm_limits(self.limits)}
+        limits = warm_limits(self.limits)
+        limits["cpu_s"] = max(1, int(cpu_seconds + 0.999))
+        job = {"token": token, "session": True, "max_output": self.limits.max_output, "limits": limits}
         events = self._exchange(frame(job), {token}, ("ready", "infra"),
                                 time.monotonic() + self.limits.startup_timeout)
         if "ready" not in events:
