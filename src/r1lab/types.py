@@ -62,6 +62,12 @@ class RolloutBatch:
     # (after temperature, top-k, top-p; greedy: the model's), 0 past each EOS. The trainer's numerics differ from
     # the engine's, so this is what an off-policy correction (truncated importance sampling) divides by.
     rollout_logprobs: torch.Tensor | None = None
+    # (B, C) float: 1 on the tokens the policy generated, 0 on those it did not (tool outputs in a multi-turn
+    # rollout, r1lab.rollout.tools) and on padding: the loss and KL mask. completion_mask stays the attention mask
+    # (tool outputs are context the model reads). None: every completion token was generated (= completion_mask).
+    loss_mask: torch.Tensor | None = None
+    # (B,) per row, the tool calls of a multi-turn rollout: dicts with code, status, output (rewards and metrics)
+    tool_calls: list[list[dict]] | None = None
 
     @property
     def lengths(self) -> torch.Tensor:  # (B,)

@@ -103,8 +103,54 @@ class NativeEngine:
             group_size=n, rollout_logprobs=logprobs,
         )
 
+    @torch.no_grad()
+    def generate_ids(self, sequences: list[list[int]], sampling: SamplingParams, seeds: list[int] | None = None,
+                     stop=None) -> tuple[list[list[int]], list[list[float]]]:
+        """One continuation of each token sequence (the multi-turn rollouts' entry, r1lab.rollout.tools): its tokens,
+        through the first EOS, and their log-probs. ``seeds``: one per sequence (its generator is that of sample 0
+        of a prompt with that seed). ``stop(i, token) -> bool``: called for each token sequence i samples while it
+        decodes; True ends that row's continuation after the token (a tool call), and the row leaves the batch."""
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        was_training = self.model.training
+        self.model.eval()
+        tokens, logps = [], []
+        for start in range(0, len(sequences), self.batch_size):
+            chunk = sequences[start : start + self.batch_size]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros(len(chunk), width, dtype=torch.long)
+            for i, seq in enumerate(chunk):  # left-padded, as the prompts of generate()
+                ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+                mask[i, width - len(seq):] = 1
+            generators = None
+            if seeds is not None and sampling.temperature > 0:
+                generators = row_generators(seeds[start : start + len(chunk)], 1)
+            stopped: dict[int, int] = {}
+            row_stop = None
+            if stop is not None:
+                def row_stop(row: int, token: int, step: int, start=start) -> bool:
+                    if stop(start + row, token):
+                        stopped[row] = step
+                        return True
+                    return False
+            out, out_logp = self._generate_groups(ids.to(device), mask.to(device), 1, sampling, generators, row_stop)
+            for i, (row, row_logp) in enumerate(zip(out.tolist(), out_logp.tolist())):
+                end = len(row)
+                eos = [t for t, tok in enumerate(row) if tok in self.eos_ids]
+                if eos:
+                    end = eos[0] + 1
+                if i in stopped:
+                    end = min(end, stopped[i] + 1)
+                tokens.append(row[:end])
+                logps.append(row_logp[:end])
+        if was_training:
+            self.model.train()
+        return tokens, logps
+
     def _generate_groups(self, ids: torch.Tensor, mask: torch.Tensor, n: int, sampling: SamplingParams,
-                         generators: list[torch.Generator] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         generators: list[torch.Generator] | None = None,
+                         stop=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(U, P) left-padded prompts -> (U * n, C) completions, rows grouped by prompt, padded after EOS, and the
         (U * n, C) log-probs of those tokens under the distribution they were sampled from (0 after EOS).
 
@@ -114,7 +160,8 @@ class NativeEngine:
         the cache is paid a few times, not once per finished row). Positions are laid out as in the cache: prompt
         slots 0..P-1, completion token t in slot P + t; ``slots`` (rows, P + max_new_tokens) says which a row may
         attend to, and its first P + t + 1 columns are the attention mask of step t on either decode path (with
-        ``self.decoder`` the keys and values live in its static cache, otherwise in HF's).
+        ``self.decoder`` the keys and values live in its static cache, otherwise in HF's). ``stop(row, token, t)``
+        (optional): True ends output row ``row`` after its token t, as an EOS would.
         """
         U, P = ids.shape
         B, device = U * n, ids.device
@@ -146,6 +193,11 @@ class NativeEngine:
             written = rows[live]
             out[written, t], out_logp[written, t] = token[live], logp[live]
             done = done | torch.isin(token, eos)
+            if stop is not None:  # e.g. the end of a tool call: the row's turn is over, it leaves the batch
+                hits = [i for i, (row, tok) in enumerate(zip(rows.tolist(), token.tolist()))
+                        if bool(live[i]) and stop(row, tok, t)]
+                if hits:
+                    done[hits] = True
             if t == sampling.max_new_tokens - 1 or bool(done.all()):
                 break
             if int(done.sum()) * 4 >= len(rows):  # drop finished rows from the batch and the cache
