@@ -66,7 +66,19 @@ def test_grpo_two_steps_end_to_end(tiny_model_dir, tmp_path):
     assert json.loads((run / "config.json").read_text())["algo"]["rollout_correction"] == "tis"
     assert 0 <= records[-1]["rollout/abs_log_ratio"] < 0.05 and records[-1]["rollout/kl"] >= 0
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    assert samples and {"completion", "reward", "breakdown", "advantage"} <= set(samples[0])
+    train = [s for s in samples if s["split"] == "train"]
+    assert train and {"completion", "reward", "breakdown", "advantage", "length", "formatted"} <= set(train[0])
+    held_out = [s for s in samples if s["split"] == "eval"]  # a few per evaluation (steps 0, 1, 2), with the step
+    assert sorted({s["step"] for s in held_out}) == [0, 1, 2]
+    assert {"completion", "gold", "correct", "formatted", "length"} <= set(held_out[0])
+    for key in ("completion/format_rate", "completion/p50_length", "completion/p90_length",
+                "completion/reflection_share", "eval/format_rate", "eval/p90_length", "eval/truncated_fraction",
+                "eval/reflection_share"):
+        assert key in records[-1], key
+    # the end-of-run report: before/after table, held-out completions, and the two closing lines
+    out = proc.stdout.strip().splitlines()
+    assert out[-2].startswith("held-out accuracy:") and out[-1].startswith("format rate: ")
+    assert any(line.startswith("accuracy ") for line in out) and any("  before [" in line for line in out)
     assert (run / "training.png").stat().st_size > 1000
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 2

@@ -38,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(grpo, with_file=True)
     zero = sub.add_parser(
         "zero", help="run the default R1-Zero recipe (GRPO on the embedded SmolLM2-135M-Instruct, CPU-sized)",
-        description="The default R1-Zero recipe: the defaults of `r1lab grpo`, on the embedded model. Prints the "
-                    "held-out accuracy before and after training.",
+        description="The default R1-Zero recipe: the defaults of `r1lab grpo`, on the embedded model: the R1-Zero "
+                    "instruction, the assistant turn prefilled with <think>, accuracy on the <answer> block plus a "
+                    "partial-credit format reward. Prints the held-out accuracy, format rate and lengths before and "
+                    "after training, and two held-out completions before and after.",
         epilog=keys, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(zero, with_file=False)
     _add_eval_parsers(sub)
@@ -202,10 +204,10 @@ def _run_grpo(cfg: GRPOConfig, resume: bool) -> int:
     if not _finish_ranks():
         return 0
     print(f"run folder: {result.run_dir} (config, metrics, samples, training.png, final/)")
-    if result.eval_before and result.eval_after:  # the last line, as `make demo` promises
-        n = cfg.task.eval_size
-        before, after = result.eval_before["eval/greedy_accuracy"], result.eval_after["eval/greedy_accuracy"]
-        print(f"held-out accuracy: {before:.3f} -> {after:.3f} (n={n})")
+    if result.eval_before and result.eval_after:  # ends with the two lines `make demo` promises
+        from r1lab.train.run_summary import summary_lines
+
+        print("\n".join(summary_lines(result.run_dir, result.eval_before, result.eval_after, cfg.task.eval_size)))
     return 0
 
 

@@ -458,14 +458,17 @@ class LogConfig:
     progress: bool = option(True, "show a progress bar with ETA")
 
 
+from r1lab.train.grpo_recipe import GRPOPromptConfig, GRPORewardConfig  # noqa: E402  (R1-Zero defaults, beside GRPO)
+
+
 @dataclass
 class GRPOConfig:
     """GRPO with rule-based rewards. The defaults are the `r1lab zero` demo recipe for the embedded model."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    rewards: RewardConfig = field(default_factory=RewardConfig)
+    prompt: GRPOPromptConfig = field(default_factory=GRPOPromptConfig)
+    rewards: GRPORewardConfig = field(default_factory=GRPORewardConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from r1lab.rewards import RewardContext, extract_answer
+from r1lab.models.templates import assistant_text
 from r1lab.rewards.functions import format_reward
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.types import Example
@@ -17,15 +18,18 @@ def evaluate_accuracy(
     ctx: RewardContext,
     sampling: SamplingParams,
     seeds: list[int] | None = None,
+    prefill: str = "",
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Accuracy = share of problems whose extracted answer gets full credit from the task's verifier.
 
     Returns (metrics, per-problem records). ``sampling.temperature == 0`` is greedy decoding; ``seeds``: one per
-    problem for sampled decoding (see RolloutEngine.generate).
+    problem for sampled decoding (see RolloutEngine.generate). ``prefill``: the start of the assistant turn that
+    ``build_prompt`` put at the end of the prompt; it is scored (and recorded) as part of the completion.
     """
     batch = engine.generate([build_prompt(e) for e in examples], n=1, sampling=sampling, seeds=seeds)
     records = []
     for example, text, length, truncated in zip(examples, batch.texts, batch.lengths.tolist(), batch.truncated.tolist()):
+        text = assistant_text(prefill, text)
         answer = extract_answer(text, ctx.extraction)
         score = ctx.task.score(answer, example) if answer is not None else 0.0
         ok = score >= 1.0

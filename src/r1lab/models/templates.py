@@ -3,6 +3,10 @@
 * ``chat``: the tokenizer's chat template (instruct models), with an optional system prompt.
 * ``r1_zero``: the plain template of the DeepSeek-R1 report (Table 1), for base models.
 * ``plain``: the question alone (plus the instruction).
+
+A ``prefill`` (TinyZero's "<think>") is text the assistant turn starts with: it ends the prompt, so the model
+continues from it, and ``assistant_text`` puts it back in front of the completion for the rewards and the
+evaluator, which then score the whole assistant turn.
 """
 
 from __future__ import annotations
@@ -21,8 +25,26 @@ R1_ZERO_TEMPLATE = (
 TEMPLATES = ("chat", "r1_zero", "plain")
 
 
-def build_prompt(example: Example, tokenizer, template: str, system: str = "", instruction: str = "") -> str:
-    """Prompt text for ``example``. ``instruction`` is appended to the user's question (e.g. an answer format)."""
+def build_prompt(example: Example, tokenizer, template: str, system: str = "", instruction: str = "",
+                 prefill: str = "") -> str:
+    """Prompt text for ``example``. ``instruction`` is appended to the user's question (e.g. an answer format);
+    ``prefill`` is the start of the assistant's turn (r1_zero: after "Assistant:", separated by a space)."""
+    return _prompt_body(example, tokenizer, template, system, instruction) + prefill_text(template, prefill)
+
+
+def prefill_text(template: str, prefill: str) -> str:
+    """What ``build_prompt`` appends for ``prefill``: r1_zero's "Assistant:" is followed by a space."""
+    if not prefill:
+        return ""
+    return f" {prefill}" if template == "r1_zero" else prefill
+
+
+def assistant_text(prefill: str, completion: str) -> str:
+    """The whole assistant turn: the prefilled start (if any) and the generated completion."""
+    return prefill + completion
+
+
+def _prompt_body(example: Example, tokenizer, template: str, system: str, instruction: str) -> str:
     question = example.question + (f" {instruction}" if instruction else "")
     if template == "r1_zero":
         return R1_ZERO_TEMPLATE.format(prompt=question)

@@ -1,4 +1,5 @@
-"""Rule-based reward functions (the R1-Zero pair, accuracy and format, plus tag-count partial credit).
+"""Rule-based reward functions (the R1-Zero pair, accuracy and format, plus partial credit toward the format:
+format_partial, by structure, and tag_count, by tags).
 
 Two signatures, both registered in ``REWARDS``:
 
@@ -99,3 +100,34 @@ def tag_count_reward(completion: str, example: Example, ctx: RewardContext) -> f
     """Partial credit, 0.25 per tag that appears exactly once: a gradient toward the format before it is met."""
     tags = ("<think>", "</think>", "<answer>", "</answer>")
     return sum(0.25 for tag in tags if completion.count(tag) == 1)
+
+
+def _think_block_end(completion: str) -> int | None:
+    """Index just past the one ``</think>`` closing a non-blank block that the completion opens with, else None."""
+    text = completion.lstrip()
+    if not text.startswith("<think>") or completion.count("<think>") != 1 or completion.count("</think>") != 1:
+        return None
+    body, _, _ = text[len("<think>"):].partition("</think>")
+    if not body.strip():
+        return None
+    return completion.index("</think>") + len("</think>")
+
+
+@REWARDS.register("format_partial")
+def format_partial_reward(completion: str, example: Example, ctx: RewardContext) -> float:
+    """Partial credit on the way to ``format`` (the strict one), 0.25 for each of: the completion opens with its
+    one ``<think>``; a non-blank thinking block closed by its one ``</think>``; a non-blank ``<answer>...</answer>``
+    after it; the whole strict format. Equals 1 exactly when ``format`` does, so at the end the two agree, while a
+    model that starts to think but never answers already earns a gradient toward the format."""
+    score = 0.25 if completion.lstrip().startswith("<think>") and completion.count("<think>") == 1 else 0.0
+    end = _think_block_end(completion)
+    if end is None:
+        return score
+    score += 0.25
+    after = _ANSWER_BLOCK.search(completion, end)
+    if after is not None and after.group(1).strip():
+        score += 0.25
+    return score + (0.25 if _FORMAT.match(completion) else 0.0)
+
+
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

@@ -6,9 +6,14 @@ from pathlib import Path
 from typing import Any
 
 PANELS = (
-    ("Reward (train)", ("reward/mean", "reward/accuracy", "reward/format", "reward/tag_count")),
-    ("Held-out accuracy", ("eval/greedy_accuracy", "eval/sampled_accuracy", "eval/format_rate")),
-    ("Response length (tokens)", ("completion/mean_length",)),
+    ("Reward (train)", ("reward/mean", "reward/accuracy", "reward/format", "reward/format_partial",
+                        "reward/tag_count")),
+    ("Held-out accuracy", ("eval/greedy_accuracy", "eval/sampled_accuracy")),
+    ("Format rate (strict <think>/<answer>)", ("completion/format_rate", "eval/format_rate")),
+    ("Response length (tokens)", ("completion/mean_length", "completion/p50_length", "completion/p90_length",
+                                  "eval/mean_length")),
+    ("Truncated / reflection share", ("completion/truncated_fraction", "eval/truncated_fraction",
+                                      "completion/reflection_share", "eval/reflection_share")),
     ("KL to reference / entropy", ("loss/kl", "policy/entropy")),
 )
 

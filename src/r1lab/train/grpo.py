@@ -21,7 +21,7 @@ from r1lab.evals.accuracy import accuracy_metrics, evaluate_accuracy
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
 from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
-from r1lab.models.templates import build_prompt
+from r1lab.models.templates import assistant_text, build_prompt
 from r1lab.rewards import RewardContext, score_batch
 from r1lab.parallel import gather_lists, shard_bounds
 from r1lab.parallel.sharding import full_state_dict, shard_layers
@@ -36,7 +36,7 @@ from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
 from r1lab.train.optim import build_optimizer
-from r1lab.train.grpo_metrics import rollout_metrics, row_records, sample_rows
+from r1lab.train.grpo_metrics import eval_metrics, eval_samples, rollout_metrics, row_records, sample_rows
 from r1lab.train.grpo_update import optimize_policy
 from r1lab.train.run_setup import DTYPE, start_run, write_config
 
@@ -94,7 +94,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         enable_activation_checkpointing(policy)
     if sharded:  # before the optimizer, which then holds (and steps) only this rank's shards
         shard_layers(policy)
-    prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction)  # noqa: E731
+    prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction,  # noqa: E731
+                                        cfg.prompt.prefill)
     max_prompt = prompt_limit(cfg.rollout.max_prompt_tokens, "rollout.max_prompt_tokens", policy.config,
                               max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens))
     task = fit_task(load_task_config(cfg.task), lambda ex: [prompt_of(ex)], tokenizer, max_prompt,
@@ -121,20 +122,21 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
     def run_eval(step: int) -> dict:
         mine = task.eval[eval_lo:eval_hi]
-        _, records = evaluate_accuracy(engine, mine, prompt_of, ctx, SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens))
+        _, records = evaluate_accuracy(engine, mine, prompt_of, ctx, SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens),
+                                       prefill=cfg.prompt.prefill)
         records = gather_lists(dist, records)
-        greedy = accuracy_metrics(records)
-        out = {"eval/greedy_accuracy": greedy["accuracy"], "eval/format_rate": greedy["format_rate"],
-               "eval/mean_length": greedy["mean_length"]}
+        out = eval_metrics(records)
         if cfg.eval.sampled:
             _, sampled = evaluate_accuracy(engine, mine, prompt_of, ctx,
                                            SamplingParams(cfg.eval.sampled_temperature, 1.0, 0, cfg.eval.max_new_tokens),
-                                           seeds=eval_seeds[eval_lo:eval_hi])
+                                           seeds=eval_seeds[eval_lo:eval_hi], prefill=cfg.prompt.prefill)
             out["eval/sampled_accuracy"] = accuracy_metrics(gather_lists(dist, sampled))["accuracy"]
         if dist.is_main:
             (run_dir / "eval").mkdir(exist_ok=True)
             with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
+            if logger:  # a few held-out completions beside the training samples, the same problems every time
+                logger.log_samples(step, eval_samples(records, cfg.log.samples_per_step))
         return out
 
     eval_before = None
@@ -158,6 +160,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         batch = engine.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling,
                                 seeds=seeds)
         batch = _to_device(batch, device)
+        batch.texts = [assistant_text(cfg.prompt.prefill, t) for t in batch.texts]  # rewards read the whole turn
         t_gen = time.monotonic() - t0
 
         # 2. score every completion against its own example
