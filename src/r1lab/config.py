@@ -175,6 +175,8 @@ AUTO_DTYPE_HELP = ("auto = bfloat16 where this device has fast bf16 matmuls (a G
 # Data parallelism of the training jobs (r1lab.parallel), under torchrun / srun; one process without them
 PARALLEL_HELP = ("how ranks share the model under torchrun/srun: ddp = a full replica per rank, gradients summed "
                  "over ranks once per step; the global batch is the configured one, whatever the world size")
+FSDP_HELP = ("; fsdp = FSDP2: each decoder layer's weights, gradients and optimizer state sharded over the ranks "
+             "(r1lab.parallel.sharding)")
 TIMEOUT_HELP = "minutes a collective waits for the other ranks before the job fails (a dead rank ends the job)"
 # The memory option of the training jobs (r1lab.models.checkpointing)
 CHECKPOINTING_HELP = ("activation checkpointing, a memory option: each decoder layer keeps only its input and is "
@@ -423,8 +425,7 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for sampling and data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    parallel: str = option("ddp", PARALLEL_HELP + "; fsdp = FSDP2: each decoder layer's weights, gradients and "
-                                   "optimizer state sharded over the ranks (r1lab.parallel.sharding)", ("ddp", "fsdp"))
+    parallel: str = option("ddp", PARALLEL_HELP + FSDP_HELP, ("ddp", "fsdp"))
     collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; prompts are then run once per completion, "
                                                                       "not once per group)")
@@ -516,7 +517,7 @@ class SFTTrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping threshold (0 = off)")
     seed: int = option(0, "seed for the data order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    parallel: str = option("ddp", PARALLEL_HELP, ("ddp",))
+    parallel: str = option("ddp", PARALLEL_HELP + FSDP_HELP, ("ddp", "fsdp"))
     collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     gradient_checkpointing: bool = option(False, CHECKPOINTING_HELP + "; a distillation teacher is not trained and "
                                                                       "keeps nothing)")

@@ -127,6 +127,72 @@ def test_sft_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path
         assert a.get("eval/loss") == pytest.approx(b.get("eval/loss"), abs=1e-12)
 
 
+@pytest.mark.parametrize("teacher", [False, True])
+def test_sft_fsdp_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path, teacher):
+    """FSDP2 SFT: 2 ranks of 3 examples each (micro-batches 2 + 1, the held-out loss on 2 + 1 examples, so one rank
+    pads its forwards) train the weights of one process; rank 0's greedy samples come from the whole copy gathered
+    from the shards. With a distillation teacher (sharded too; its weights are fp32, whose matmuls round
+    differently in micro-batches of other sizes) the reference is 2 ddp ranks, which form the same micro-batches."""
+    from r1lab.models.tiny import save_tiny_model
+
+    rows = [{"prompt": f"What is {a} + {b}?", "completion": f"<answer>{a + b}</answer>"}
+            for a in range(6) for b in range(4)]
+    data = tmp_path / "traces.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    extra = []
+    if teacher:
+        save_tiny_model(tmp_path / "teacher", seed=1)
+        extra = [f"distill.teacher={tmp_path / 'teacher'}", "distill.alpha=0.5"]
+    common = ["sft", "--data", str(data), *sets([
+        f"model.name={tiny_model_dir}", "model.device=cpu", "model.train_dtype=float64", "model.rollout_dtype=float64",
+        "model.autocast=none", "data.eval_size=3", "data.max_length=96", "prompt.system=", "prompt.instruction=",
+        "train.batch_size=6", "train.micro_batch_size=2", "train.lr=3e-3", "train.steps=3", "train.threads=1",
+        "eval.every=3", "eval.accuracy=false", "eval.max_new_tokens=6", "log.progress=false", "log.tensorboard=false",
+        "log.samples_per_step=2", *extra])]
+    one, two = tmp_path / "reference", tmp_path / "fsdp"
+    run(2 if teacher else 1, *common, "--set", f"log.output_dir={one}")
+    run(2, *common, "--set", f"log.output_dir={two}", "--set", "train.parallel=fsdp")
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert max_difference(weights(one), initial) > 1e-3
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    assert layout(one) == layout(two)
+    m1, m2 = metrics(one), metrics(two)
+    assert [r["step"] for r in m2] == [0, 1, 2, 3]
+    keys = ("eval/loss", "train/grad_norm") + (("eval/distill_loss", "loss/kl") if teacher else ())
+    for a, b in zip(m1, m2):
+        assert a.get("train/tokens") == b.get("train/tokens")
+        for key in keys:
+            assert (a.get(key) is None) == (b.get(key) is None), key
+            assert a.get(key) is None or a[key] == pytest.approx(b[key], rel=1e-10), key
+    samples = lambda d: [(s["prompt"], s["completion"]) for s in map(json.loads, (d / "samples.jsonl").open())]  # noqa: E731
+    assert samples(one) == samples(two) and len(samples(one)) == 4  # steps 0 and 3, 2 each
+
+
+def test_reward_model_fsdp_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
+    """The held-out pairs (3) are scored over the 2 ranks (2 + 1 pairs, batches of 1: one rank pads a forward)."""
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("".join(json.dumps({"prompt": f"q{i}?", "chosen": f"yes {i}", "rejected": f"no {i}"}) + "\n"
+                             for i in range(12)))
+    common = ["rm", "configs/rm_cpu.yaml", *sets([f"model.name={tiny_model_dir}", "model.device=cpu", "model.dtype=float64",
+                           f"data.path={prefs}", "data.eval_fraction=0.25", "log.progress=false",
+                           "log.tensorboard=false", "train.steps=3", "train.pairs_per_step=4",
+                           "train.micro_batch_size=1", "train.lr=3e-3", "train.warmup_steps=0", "eval.every=3",
+                           "eval.batch_size=1", "train.freeze_layers=0"])]
+    one, two = tmp_path / "one", tmp_path / "fsdp"
+    run(1, *common, "--set", f"log.output_dir={one}")
+    run(2, *common, "--set", f"log.output_dir={two}", "--set", "train.parallel=fsdp")
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    assert layout(one) == layout(two)
+    m1, m2 = metrics(one), metrics(two)
+    assert [r["step"] for r in m2] == [0, 1, 2, 3]
+    for a, b in zip(m1, m2):
+        for key in ("eval/accuracy", "eval/loss", "train/loss", "train/grad_norm"):
+            assert (a.get(key) is None) == (b.get(key) is None), key
+            assert a.get(key) is None or a[key] == pytest.approx(b[key], rel=1e-6), key
+    scores = lambda d: [json.loads(x)["chosen_score"] for x in (d / "eval" / "step_3.jsonl").open()]  # noqa: E731
+    assert scores(one) == pytest.approx(scores(two), abs=1e-6)
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():

@@ -27,7 +27,10 @@ def shard_layers(model: torch.nn.Module) -> None:
     from torch.distributed.fsdp import fully_shard
 
     for layer in model.get_decoder().layers:
-        fully_shard(layer)
+        # reshard_after_forward=True, not FSDP's default: each layer is its own root here, and a root left to the
+        # default keeps its whole weights after forward (waiting for a backward), so a forward-only pass (held-out
+        # loss, a reference or teacher model) would end holding every layer whole on every rank
+        fully_shard(layer, reshard_after_forward=True)
         layer.set_gradient_divide_factor(1.0)
         # plain sums on the wire: gloo (CPU) has no pre-multiplied sum, which FSDP would otherwise use
         layer.set_force_sum_reduction_for_comms(True)

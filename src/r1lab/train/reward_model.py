@@ -23,7 +23,8 @@ import torch
 
 from r1lab.algos.preference import bradley_terry_loss
 from r1lab.data.preferences import PreferencePair, drop_shared_prompts, read_preferences, split_by_prompt
-from r1lab.parallel import all_reduce_gradients, all_reduce_sum
+from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_max, all_reduce_sum, gather_lists, shard_bounds
+from r1lab.parallel.sharding import clip_grad_norm, full_state_dict, shard_layers
 from r1lab.rewards.reward_model import encode_pair
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
@@ -190,18 +191,27 @@ def accumulate_gradients(score_pairs, items: list, micro_batch_size: int, margin
 
 
 def evaluate(model, score_pairs, pairs: list[PreferencePair], items: list, batch_size: int,
-             margin: float) -> tuple[dict[str, float], list[dict]]:
-    """Held-out pairwise accuracy, loss and mean margin (overall and per ``category``), and per-pair records."""
+             margin: float, dist: DistContext | None = None) -> tuple[dict[str, float], list[dict]]:
+    """Held-out pairwise accuracy, loss and mean margin (overall and per ``category``), and per-pair records.
+
+    Under data parallelism every rank calls it: each scores its contiguous share of the pairs, in as many batches
+    as the busiest rank (a sharded model communicates in every forward; the extra batches' scores are dropped),
+    and every rank gets all scores back in order."""
+    dist = dist or DistContext()
     was_training = model.training
     model.eval()
+    lo, hi = shard_bounds(len(items), dist)
+    starts = list(range(lo, hi, batch_size))
     chosen, rejected = [], []
     with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            c, r = score_pairs(items[start : start + batch_size])
-            chosen.append(c.cpu())
-            rejected.append(r.cpu())
+        for k in range(all_reduce_max(dist, len(starts))):
+            c, r = score_pairs(items[starts[k] : min(starts[k] + batch_size, hi)] if k < len(starts) else items[:1])
+            if k < len(starts):
+                chosen += c.cpu().tolist()
+                rejected += r.cpu().tolist()
     model.train(was_training)
-    chosen_t, rejected_t = torch.cat(chosen), torch.cat(rejected)  # (P,), (P,)
+    chosen_t = torch.tensor(gather_lists(dist, chosen), dtype=torch.float32)  # (P,)
+    rejected_t = torch.tensor(gather_lists(dist, rejected), dtype=torch.float32)  # (P,)
     _, m = bradley_terry_loss(chosen_t, rejected_t, margin)
     metrics = {"eval/loss": m["loss"], "eval/accuracy": m["accuracy"], "eval/margin": m["margin"]}
     categories = sorted({p.meta.get("category") for p in pairs if isinstance(p.meta.get("category"), str)})
@@ -251,6 +261,11 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         train_enc = head_features(model, tokenizer, train_enc, cfg.eval.batch_size, cfg.log.progress)
         eval_enc = head_features(model, tokenizer, eval_enc, cfg.eval.batch_size, cfg.log.progress)
     score_pairs = scorer(model, tokenizer, cached)
+    # FSDP: each decoder layer sharded over the ranks (the score head stays whole, like an LM head); every rank
+    # has the same number of pairs per step, so their micro-batches (and the layers' gathers) match one to one
+    sharded = cfg.train.parallel == "fsdp" and dist.distributed
+    if sharded:  # before the optimizer, which then holds (and steps) only this rank's shards
+        shard_layers(model)
     sampler = PromptSampler(len(train_pairs), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         model, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
@@ -262,19 +277,23 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         sampler.load_state_dict(state["sampler"])
         start_step, counters = state["step"], state["counters"]
         print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
-    # rank 0 logs and evaluates (the held-out pairs are scored without collectives); the others train
+    # the held-out pairs are scored over all ranks and gathered; rank 0 logs and writes
     logger = MetricsLogger(run_dir, resume_step=start_step, tensorboard=cfg.log.tensorboard) if dist.is_main else None
     if dist.is_main:
         (run_dir / "eval").mkdir(exist_ok=True)
 
     def run_eval(step: int) -> dict:
-        metrics, records = evaluate(model, score_pairs, eval_pairs, eval_enc, cfg.eval.batch_size, cfg.train.margin)
-        with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+        metrics, records = evaluate(model, score_pairs, eval_pairs, eval_enc, cfg.eval.batch_size, cfg.train.margin,
+                                    dist)
+        if dist.is_main:
+            with (run_dir / "eval" / f"step_{step}.jsonl").open("w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
         return metrics
 
-    if cfg.eval.every and start_step == 0 and logger:
-        logger.log(0, run_eval(0))
+    if cfg.eval.every and start_step == 0:
+        before = run_eval(0)
+        if logger:
+            logger.log(0, before)
 
     # --- the loop ----------------------------------------------------------------------------------------------
     progress = Progress(total=cfg.train.steps, initial=start_step, enabled=cfg.log.progress and dist.is_main, desc="rm")
@@ -293,7 +312,9 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         sums = dict(zip(sums, all_reduce_sum(dist, list(sums.values()))))
 
         # 4. optimizer step (skipped, and counted, when the gradient is not finite)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm or float("inf")))
+        max_norm = cfg.train.max_grad_norm or float("inf")
+        grad_norm = (clip_grad_norm(model, max_norm, dist) if sharded
+                     else float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)))
         if math.isfinite(grad_norm):
             optimizer.step()
         else:
@@ -310,7 +331,7 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
                         "counters/skipped_steps": counters["skipped_steps"]})
         limit_s = cfg.train.time_limit_minutes * 60
         last = step == cfg.train.steps or (limit_s > 0 and counters["train_seconds"] >= limit_s)
-        if cfg.eval.every and (step % cfg.eval.every == 0 or last) and logger:
+        if cfg.eval.every and (step % cfg.eval.every == 0 or last):
             metrics.update(run_eval(step))
         if logger:
             logger.log(step, metrics)
@@ -325,6 +346,7 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         if last:
             break
     progress.close()
+    final_weights = full_state_dict(model) if sharded else None  # a collective: every rank, before rank 0 writes
     if not dist.is_main:  # rank 0 writes final/, the summary and the plot; the others are done
         return RMResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
     logger.close()
@@ -334,7 +356,7 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
         print(f"stopped at step {step} of {cfg.train.steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} "
               f"reached")
     model.config.use_cache = True
-    model.save_pretrained(final_dir, safe_serialization=True)
+    model.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
     tokenizer.save_pretrained(final_dir)
     records = read_jsonl(run_dir / "metrics.jsonl")
     plot_training(records, run_dir / "training.png", title=f"Reward model from {cfg.model.name} on {cfg.data.path}",

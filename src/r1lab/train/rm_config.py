@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from r1lab.config import PARALLEL_HELP, TIMEOUT_HELP, TRAIN_DTYPES, option, require
+from r1lab.config import FSDP_HELP, PARALLEL_HELP, TIMEOUT_HELP, TRAIN_DTYPES, option, require
 
 
 @dataclass
@@ -56,7 +56,7 @@ class RMTrainConfig:
                                    "train only the head on features computed once (a linear probe; fastest on CPU)")
     seed: int = option(0, "seed of the head's initialisation and the pair order")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
-    parallel: str = option("ddp", PARALLEL_HELP, ("ddp",))
+    parallel: str = option("ddp", PARALLEL_HELP + FSDP_HELP, ("ddp", "fsdp"))
     collective_timeout_minutes: float = option(10.0, TIMEOUT_HELP)
     time_limit_minutes: float = option(0.0, "stop (evaluate, checkpoint, save) once training has taken this many "
                                             "minutes, evaluation excluded; 0 = no limit")

@@ -23,7 +23,8 @@ from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_over
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
 from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
-from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_sum, shard_bounds
+from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_max, all_reduce_sum, shard_bounds
+from r1lab.parallel.sharding import clip_grad_norm, full_state_dict, is_sharded, shard_layers
 from r1lab.tasks.sampler import PromptSampler
 from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
@@ -66,6 +67,12 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     policy, tokenizer = loaded.model, loaded.tokenizer
     check_model_forward(policy, cfg.data.pack)
     rollout_model = merged = None
+    sharded = cfg.train.parallel == "fsdp" and dist.distributed
+    if sharded and cfg.lora.enabled:
+        raise ValueError("lora.rank > 0 with train.parallel=fsdp is not supported; use train.parallel=ddp "
+                         "(the frozen base is small next to full fine-tuning's optimizer state)")
+    if sharded and dist.is_main and cfg.eval.every:  # rank 0 generates from a whole copy, refreshed from the shards
+        rollout_model = plain_copy(policy, DTYPE[cfg.model.rollout_dtype])
     if cfg.lora.enabled:  # LoRA (PEFT): generation evals run on a plain copy holding W + scale * B A
         if dist.is_main and cfg.eval.every:
             rollout_model = plain_copy(policy, DTYPE[cfg.model.rollout_dtype])
@@ -83,6 +90,11 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     if dist.is_main:
         (run_dir / "data.json").write_text(json.dumps(data.stats, indent=2))
 
+    if sharded:  # before the optimizer, which then holds (and steps) only this rank's shards. The teacher is
+        # sharded the same way (forward only): it is often the larger model, and its layers then cost 1/W per rank
+        shard_layers(policy)
+        if teacher is not None:
+            shard_layers(teacher)
     total_steps = cfg.train.steps or math.ceil(cfg.train.epochs * len(data.train) / cfg.train.batch_size)
     sampler = PromptSampler(len(data.train), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
@@ -92,7 +104,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     if dist.is_main and cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
         from r1lab.rollout.native_engine import NativeEngine
 
-        engine = NativeEngine(rollout_model if merged is not None else policy, tokenizer,
+        engine = NativeEngine(rollout_model if rollout_model is not None else policy, tokenizer,
                               dtype=DTYPE[cfg.model.rollout_dtype], batch_size=cfg.eval.batch_size)
 
     start_step, counters = 0, {"train_seconds": 0.0, "skipped_steps": 0, "trained_tokens": 0}
@@ -106,11 +118,15 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
 
     def run_eval(step: int) -> dict:
         out = held_out_loss(cfg, policy, teacher, data.held_out[held_lo:held_hi], tokenizer, device,
-                            dist) if data.held_out else {}
+                            dist, filler=data.held_out[0]) if data.held_out else {}
+        if sharded and (task is not None or (data.held_out and cfg.log.samples_per_step)):
+            weights = full_state_dict(policy)  # a collective: every rank gathers, rank 0 keeps a whole copy
+            if rollout_model is not None:
+                rollout_model.load_state_dict(weights, strict=False)
         if engine is not None:
             if merged is not None:
                 merged.sync()
-            engine.sync_weights(rollout_model if merged is not None else policy)
+            engine.sync_weights(rollout_model if rollout_model is not None else policy)
             out.update(_generation_eval(cfg, engine, task, tokenizer, data.held_out, run_dir, step, logger))
         return out
 
@@ -170,6 +186,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
         if last:
             break
     progress.close()
+    final_weights = full_state_dict(policy) if sharded else None  # a collective: every rank, before rank 0 writes
     if not dist.is_main:  # rank 0 writes the plot and final/; the others are done
         return SFTResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
     logger.close()
@@ -184,7 +201,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     if cfg.lora.enabled:  # the merged model (plain HF) in final/, the adapter in final/adapter
         save_final(policy, tokenizer, final_dir)
     else:
-        policy.save_pretrained(final_dir, safe_serialization=True)
+        policy.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
         tokenizer.save_pretrained(final_dir)
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
     return SFTResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=evals[0] if evals else None,
@@ -323,15 +340,24 @@ def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBat
     policy.train()
     optimizer.zero_grad(set_to_none=True)
     sums = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
-    for batch in batches:
+    sharded, real = is_sharded(policy), len(batches)
+    if sharded:  # sharded layers communicate in every forward and backward: each rank runs as many micro-batches
+        # as the busiest, the extra ones (a repeat of its first) with zero weight
+        batches = batches + batches[:1] * (all_reduce_max(dist, real) - real)
+    for j, batch in enumerate(batches):
         loss, ce, kl = batch_loss_sums(cfg, policy, teacher, batch, device)
+        if j >= real:
+            (loss * 0.0).backward()
+            continue
         (loss / num_tokens).backward()
         sums["loss"] += float(loss.detach())
         sums["ce"] += float(ce)
         sums["kl"] += float(kl) if kl is not None else 0.0
     all_reduce_gradients(policy, dist)  # every rank now holds the global gradient, and steps identically
     sums = dict(zip(sums, all_reduce_sum(dist, list(sums.values()))))
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.train.max_grad_norm or float("inf")))
+    max_norm = cfg.train.max_grad_norm or float("inf")
+    grad_norm = (clip_grad_norm(policy, max_norm, dist) if sharded
+                 else float(torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)))
     skipped = not math.isfinite(grad_norm)
     if skipped:  # non-finite gradient guard: skip the step, count it
         optimizer.zero_grad(set_to_none=True)
@@ -347,21 +373,31 @@ def _optimize(cfg: SFTConfig, policy, teacher, optimizer, batches: list[TokenBat
 
 @torch.no_grad()
 def held_out_loss(cfg: SFTConfig, model, teacher, examples: list[TokenizedExample], tokenizer,
-                  device: torch.device, dist: DistContext | None = None) -> dict:
+                  device: torch.device, dist: DistContext | None = None,
+                  filler: TokenizedExample | None = None) -> dict:
     """Token-mean cross-entropy (and the training loss, which includes the KL term) on the held-out examples
-    (``examples``: this rank's share; the sums are reduced over ranks)."""
+    (``examples``: this rank's share; the sums are reduced over ranks). A sharded model runs as many forwards on
+    every rank: a rank with fewer micro-batches runs ``filler`` (any example) and discards its loss."""
+    dist = dist or DistContext()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     was_training = model.training
     model.eval()
     sums, num_tokens = {"loss": 0.0, "ce": 0.0}, 0
-    for batch in micro_batches(examples, cfg.data.pack, cfg.data.max_length, cfg.train.micro_batch_size, pad_id):
+    batches = micro_batches(examples, cfg.data.pack, cfg.data.max_length, cfg.train.micro_batch_size, pad_id)
+    real = len(batches)
+    if is_sharded(model):
+        batches += micro_batches([filler], cfg.data.pack, cfg.data.max_length, 1, pad_id) * (
+            all_reduce_max(dist, real) - real)
+    for j, batch in enumerate(batches):
         loss, ce, _ = batch_loss_sums(cfg, model, teacher, batch, device)
+        if j >= real:
+            continue
         sums["loss"] += float(loss)
         sums["ce"] += float(ce)
         num_tokens += batch.num_targets
     if was_training:
         model.train()
-    sums["loss"], sums["ce"], num_tokens = all_reduce_sum(dist or DistContext(), [sums["loss"], sums["ce"], num_tokens])
+    sums["loss"], sums["ce"], num_tokens = all_reduce_sum(dist, [sums["loss"], sums["ce"], num_tokens])
     out = {"eval/loss": sums["ce"] / num_tokens}
     if teacher is not None:
         out["eval/distill_loss"] = sums["loss"] / num_tokens
