@@ -151,3 +151,22 @@ def test_kill_and_resume_matches_straight_run(tiny_model_dir, tmp_path, extra):
     steps = lambda run: [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["step"] for r in steps(resumed)] == [0, 1, 2, 3, 4]
     assert [r.get("reward/mean") for r in steps(resumed)] == [r.get("reward/mean") for r in steps(straight)]
+
+
+def test_grpo_with_the_python_tool_runs_one_step(tiny_model_dir, tmp_path):
+    # configs/tools_cpu.yaml on a tiny model: multi-turn rollouts with the sandboxed python tool, one step. The
+    # prefill opens a ```python block, so a tiny model's first call runs whenever it writes a closing fence; the
+    # tool metrics are logged whatever it writes.
+    run = tmp_path / "run"
+    proc = r1lab("grpo", "configs/tools_cpu.yaml",
+                 *sets([f"model.name={tiny_model_dir}", f"log.output_dir={run}", "train.steps=1",
+                        "task.train_size=50", "task.eval_size=4", "train.prompts_per_step=2", "rollout.group_size=2",
+                        "rollout.max_new_tokens=24", "tools.max_total_tokens=24", "eval.max_new_tokens=24",
+                        "eval.every=1", "log.progress=false", "log.tensorboard=false", "train.threads=1"]))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    step = records[-1]
+    assert step["step"] == 1
+    for key in ("tools/calls_per_sample", "tools/call_rate", "tools/error_rate", "tools/tokens_masked"):
+        assert key in step and step[key] >= 0
+    assert 0 <= step["tools/call_rate"] <= 1 and 0 <= step["tools/error_rate"] <= 1

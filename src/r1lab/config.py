@@ -164,6 +164,7 @@ def require(condition: bool, key: str, message: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 from dataclasses import dataclass, field  # noqa: E402
 import r1lab.train.lora_config as lora_config  # noqa: E402  (the lora section, beside its jobs)
+import r1lab.rollout.tools_config as tools_config  # noqa: E402  (the tools section, beside the tool rollouts)
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Trained weights may also be float64: exact comparisons (1 rank vs N ranks on a tiny model, in tests)
@@ -476,6 +477,7 @@ class GRPOConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     lora: lora_config.LoRAConfig = field(default_factory=lambda: lora_config.LoRAConfig())
+    tools: tools_config.ToolsConfig = field(default_factory=lambda: tools_config.ToolsConfig())
 
 
 # --- r1lab sft ---------------------------------------------------------------------------------------------------

@@ -65,3 +65,12 @@ def test_output_is_truncated_and_a_crash_is_text():
         assert crash.status == "crashed" and "the interpreter died" in crash.text
         assert session.run("1 + 2").text.endswith("3")  # a fresh interpreter answers the next call
         session.close()
+
+
+def test_a_syntax_error_shows_the_line_not_the_interpreter():
+    with SessionPool(LIMITS, call_time_limit=2.0) as pool:
+        session = pool.open()
+        result = session.run("x = = 1")
+        session.close()
+    assert result.status == "error" and result.error.startswith("SyntaxError")
+    assert "x = = 1" in result.text and "ast.py" not in result.text and "Traceback" not in result.text

@@ -77,14 +77,16 @@ class _Row:
 
 def tool_rollout(engine, tokenizer, prompts: list[str], n: int, sampling: SamplingParams, open_session: Callable,
                  max_calls: int, max_total_tokens: int, seeds: list[int] | None = None,
-                 fmt: ToolFormat | None = None, executor: ThreadPoolExecutor | None = None) -> RolloutBatch:
+                 fmt: ToolFormat | None = None, executor: ThreadPoolExecutor | None = None,
+                 prefill: str = "") -> RolloutBatch:
     """``n`` multi-turn completions of each prompt (rows grouped by prompt, as ``engine.generate``).
 
     ``open_session()``: a fresh ``ToolSession`` for one sample (opened at its first call, closed at its end).
     ``max_total_tokens``: transcript tokens after the prompt, tool outputs included; a row that reaches it is
     truncated. ``seeds``: one per prompt; each row's turn t draws from a generator seeded by (seed, sample, t).
     ``executor``: the threads tool calls run on (a long-lived one: sandboxes die with the thread that started
-    them); None = a temporary one.
+    them); None = a temporary one. ``prefill``: the text the prompts end with inside the assistant's turn (e.g.
+    "```python\n", which opens the first call): the first turn's call is looked for in it plus the sampled text.
     """
     if not hasattr(engine, "generate_ids"):
         raise ValueError(f"tools.enabled=true needs an engine with generate_ids (rollout.engine=native); "
@@ -117,7 +119,7 @@ def tool_rollout(engine, tokenizer, prompts: list[str], n: int, sampling: Sampli
                     return True  # this row's own budget (the call's limit is the largest of the batch)
                 if len(row.calls) >= max_calls or token in eos_ids or not may_end_call(token):
                     return False
-                code = fmt.find_call(tokenizer.decode(sampled))
+                code = fmt.find_call((prefill if turn == 0 else "") + tokenizer.decode(sampled))
                 if code is None:
                     return False
                 if row.session is None:
@@ -148,7 +150,7 @@ def tool_rollout(engine, tokenizer, prompts: list[str], n: int, sampling: Sampli
                     result = ToolResult("infra", "", f"{type(err).__name__}: {err}")
                 row.calls.append({"code": code, "status": result.status, "output": result.text,
                                   "failed": result.failed})
-                text = fmt.result_text(result, tokenizer.decode(sampled))
+                text = fmt.result_text(result, (prefill if turn == 0 else "") + tokenizer.decode(sampled))
                 tool_ids = tokenizer(text, add_special_tokens=False).input_ids[: max_total_tokens - row.used]
                 row.pieces.append((tool_ids, [0.0] * len(tool_ids), False))
                 row.used += len(tool_ids)
@@ -232,3 +234,29 @@ class PythonTool:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.pool.close()
+
+
+class ToolRollout:
+    """``generate(prompts, n, sampling, seeds)`` like an engine's, with the tool in the loop (``tools`` config):
+    what the GRPO loop and its evaluation call when ``tools.enabled``. ``close()`` ends the tool's sandboxes."""
+
+    def __init__(self, engine, tokenizer, tools, prefill: str = ""):
+        if tools.name != "python":
+            raise ValueError(f"tools.name={tools.name!r}: unknown tool; known: python")
+        if not hasattr(engine, "generate_ids"):
+            raise ValueError(f"tools.enabled=true needs rollout.engine=native (an engine with generate_ids); "
+                             f"{type(engine).__name__} has none yet")
+        self.engine, self.tokenizer, self.tools, self.prefill = engine, tokenizer, tools, prefill
+        self.tool = PythonTool(tools.call_time_limit, tools.sample_time_limit, tools.max_output_chars, tools.memory_mb)
+
+    def generate(self, prompts: list[str], n: int, sampling: SamplingParams,
+                 seeds: list[int] | None = None) -> RolloutBatch:
+        total = self.tools.max_total_tokens or sampling.max_new_tokens
+        return tool_rollout(self.engine, self.tokenizer, prompts, n, sampling, self.tool.open, self.tools.max_calls,
+                            total, seeds=seeds, executor=self.tool.executor, prefill=self.prefill)
+
+    def sync_weights(self, policy) -> float:
+        return self.engine.sync_weights(policy)
+
+    def close(self) -> None:
+        self.tool.close()

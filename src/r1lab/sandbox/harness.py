@@ -162,8 +162,8 @@ def session_worker(requests, reply):
             out = {"ok": True}
         except BaseException as err:  # SystemExit and KeyboardInterrupt too: the cell failed, the session goes on
             frames = traceback.extract_tb(err.__traceback__)
-            keep = [f for f in frames if f.filename.startswith("<cell")] or frames[-1:]
-            text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(keep))
+            keep = [f for f in frames if f.filename.startswith("<cell")]  # none for a SyntaxError: its own lines
+            text = ("Traceback (most recent call last):\n" + "".join(traceback.format_list(keep))) if keep else ""
             sys.stderr.write(text + "".join(traceback.format_exception_only(type(err), err)))
             out = {"ok": False, "error": "%s: %s" % (type(err).__name__, str(err)[:500])}
         reply(out)

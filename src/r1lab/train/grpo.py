@@ -28,6 +28,7 @@ from r1lab.parallel.sharding import full_state_dict, shard_layers
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engines import build_engine
 from r1lab.rollout.sampling import prompt_seed
+from r1lab.rollout.tools import ToolRollout, tool_metrics, with_tool_calls
 from r1lab.tasks import load_task_config
 from r1lab.tasks.prompt_limits import fit_task, prompt_limit
 from r1lab.tasks.sampler import PromptSampler
@@ -80,6 +81,11 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             reference = policy
     engine = build_engine(cfg.rollout, rollout_model, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype],
                           seed=cfg.train.seed, max_new_tokens=cfg.eval.max_new_tokens)
+    if cfg.tools.enabled and getattr(cfg.algo, "dynamic_sampling", False):
+        raise ValueError("tools.enabled=true with algo.dynamic_sampling=true is not supported yet (the regrouped "
+                         "batch would lose the tool-output mask); set algo.dynamic_sampling=false")
+    # tools.enabled: multi-turn rollouts with the python tool (r1lab.rollout.tools), in training and evaluation
+    rollout = ToolRollout(engine, tokenizer, cfg.tools, cfg.prompt.prefill) if cfg.tools.enabled else engine
 
     def sync_engine() -> float:  # seconds, gathering included
         start = time.monotonic()
@@ -122,12 +128,12 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
     def run_eval(step: int) -> dict:
         mine = task.eval[eval_lo:eval_hi]
-        _, records = evaluate_accuracy(engine, mine, prompt_of, ctx, SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens),
+        _, records = evaluate_accuracy(rollout, mine, prompt_of, ctx, SamplingParams(0.0, 1.0, 0, cfg.eval.max_new_tokens),
                                        prefill=cfg.prompt.prefill)
         records = gather_lists(dist, records)
         out = eval_metrics(records)
         if cfg.eval.sampled:
-            _, sampled = evaluate_accuracy(engine, mine, prompt_of, ctx,
+            _, sampled = evaluate_accuracy(rollout, mine, prompt_of, ctx,
                                            SamplingParams(cfg.eval.sampled_temperature, 1.0, 0, cfg.eval.max_new_tokens),
                                            seeds=eval_seeds[eval_lo:eval_hi], prefill=cfg.prompt.prefill)
             out["eval/sampled_accuracy"] = accuracy_metrics(gather_lists(dist, sampled))["accuracy"]
@@ -157,14 +163,14 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # prompt's seed comes from (step, its place in the global batch), never from the rank
         examples = [task.train[i] for i in sampler.next_indices(cfg.train.prompts_per_step)][first : first + per_rank]
         seeds = [prompt_seed(cfg.train.seed, step, first + i) for i in range(per_rank)]
-        batch = engine.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling,
+        batch = rollout.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling,
                                 seeds=seeds)
         batch = _to_device(batch, device)
         batch.texts = [assistant_text(cfg.prompt.prefill, t) for t in batch.texts]  # rewards read the whole turn
         t_gen = time.monotonic() - t0
 
         # 2. score every completion against its own example
-        grouped_examples = [e for e in examples for _ in range(cfg.rollout.group_size)]
+        grouped_examples = with_tool_calls([e for e in examples for _ in range(cfg.rollout.group_size)], batch)
         results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx,
                               token_lengths=batch.lengths.long().tolist(), apply_to=cfg.rewards.apply_to)
         rewards = torch.tensor([r.total for r in results], dtype=torch.float32)  # (B,)
@@ -175,7 +181,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # 3. advantages, group-relative
         G = cfg.rollout.group_size
         adv = ADVANTAGES.get(cfg.algo.advantage)(rewards.view(-1, G), valid.view(-1, G)).view(-1).to(device)  # (B,)
-        loss_mask = batch.completion_mask.clone()  # (B, C)
+        # (B, C); with tools, only the tokens the policy sampled (tool outputs are out of the loss and the KL)
+        loss_mask = (batch.loss_mask if batch.loss_mask is not None else batch.completion_mask).clone()
         if cfg.algo.mask_truncated:
             loss_mask[batch.truncated] = 0.0
 
@@ -197,6 +204,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         rows = gather_lists(dist, row_records(batch, results, grouped_examples, adv))
         metrics = rollout_metrics(rows, G)
         metrics.update(step_metrics)
+        metrics.update(tool_metrics(batch))  # tools.enabled: call rate, error rate (this rank's rows)
         step_seconds = time.monotonic() - t0
         counters["train_seconds"] += step_seconds
         metrics.update({"time/step_s": step_seconds, "time/generate_s": t_gen, "time/score_s": t_score,
@@ -224,6 +232,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         if last:
             break
     progress.close()
+    if rollout is not engine:
+        rollout.close()  # the tool's sandboxes
     final_weights = full_state_dict(policy) if sharded else None  # a collective: every rank, before rank 0 writes
     if not dist.is_main:  # rank 0 writes the plots and final/; the others are done
         return RunResult(run_dir=run_dir, final_model_dir=final_dir, eval_before=None, eval_after=None, steps_done=step)
@@ -246,7 +256,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
 
 
 def _to_device(batch, device):
-    for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated", "rollout_logprobs"):
+    for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated", "rollout_logprobs",
+                 "loss_mask"):
         if getattr(batch, name) is not None:
             setattr(batch, name, getattr(batch, name).to(device))
     return batch
