@@ -22,6 +22,22 @@ def _add_config_args(parser: argparse.ArgumentParser, with_file: bool) -> None:
                         help="continue the run in log.output_dir from its latest checkpoint (exactly)")
 
 
+def _add_dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the planned memory (parameters, gradients, optimizer, reference, rollout copy, KV "
+                             "cache, activations) against the device's free memory, and what would make it fit; "
+                             "no weights are loaded and nothing is trained")
+
+
+def _dry_run(cfg, job: str) -> int:
+    from r1lab.train.memory_plan import format_plan, plan_job
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    shape, plan = plan_job(cfg, job, world_size=world)
+    print(format_plan(shape, plan))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r1lab",
@@ -36,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "model folder).",
         epilog=keys, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(grpo, with_file=True)
+    _add_dry_run(grpo)
     zero = sub.add_parser(
         "zero", help="run the default R1-Zero recipe (GRPO on the embedded SmolLM2-135M-Instruct, CPU-sized)",
         description="The default R1-Zero recipe: the defaults of `r1lab grpo`, on the embedded model: the R1-Zero "
@@ -44,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "after training, and two held-out completions before and after.",
         epilog=keys, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(zero, with_file=False)
+    _add_dry_run(zero)
     _add_eval_parsers(sub)
     _add_sft_parser(sub)
     _add_data_parsers(sub)
@@ -93,6 +111,7 @@ def _add_sft_parser(sub) -> None:
     sft.add_argument("config", nargs="?", help="YAML recipe; holds only what differs from the defaults listed below")
     sft.add_argument("--data", help="training traces JSONL (sets data.train_path)")
     _add_config_args(sft, with_file=False)
+    _add_dry_run(sft)
 
 
 # The jobs that run data-parallel under torchrun / srun (r1lab.parallel); the rest refuse a multi-process launch.
@@ -113,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = load_job_config(args)
+        if getattr(args, "dry_run", False):
+            return _dry_run(cfg, "sft" if args.command == "sft" else "grpo")
         if args.command in ("grpo", "zero"):
             return _run_grpo(cfg, args.resume)
         if args.command == "sft":

@@ -21,6 +21,7 @@ from r1lab.evals.accuracy import accuracy_metrics, evaluate_accuracy
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
 from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
+from r1lab.train.memory_plan import memory_summary
 from r1lab.models.templates import assistant_text, build_prompt
 from r1lab.rewards import RewardContext, score_batch
 from r1lab.parallel import gather_lists, shard_bounds
@@ -59,6 +60,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     write_config(run_dir, cfg, dist)
 
     # --- model, reference, rollout engine, task ------------------------------------------------------------
+    if dist.is_main:  # planned from the model's config before any weight loads (details: --dry-run)
+        print(memory_summary(cfg, "grpo", device, dist.world_size), flush=True)
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
     policy, tokenizer = loaded.model, loaded.tokenizer
     policy.config.use_cache = False

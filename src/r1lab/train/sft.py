@@ -23,6 +23,7 @@ from r1lab.data.sft_data import (SFTRow, TokenBatch, TokenizedExample, drop_over
 from r1lab.models.checkpointing import enable_activation_checkpointing
 from r1lab.models.loading import load_model
 from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
+from r1lab.train.memory_plan import memory_summary
 from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_max, all_reduce_sum, shard_bounds
 from r1lab.parallel.sharding import clip_grad_norm, full_state_dict, is_sharded, shard_layers
 from r1lab.tasks.sampler import PromptSampler
@@ -63,6 +64,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
 
         task = load_task_config(cfg.task)
     rows = select_rows(cfg, task.eval if task is not None else None)
+    if dist.is_main:  # planned from the model's config before any weight loads (details: --dry-run)
+        print(memory_summary(cfg, "sft", device, dist.world_size), flush=True)
     loaded = load_model(cfg.model.name, dtype=DTYPE[cfg.model.train_dtype], device=device)
     policy, tokenizer = loaded.model, loaded.tokenizer
     check_model_forward(policy, cfg.data.pack)
