@@ -164,6 +164,7 @@ def require(condition: bool, key: str, message: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 from dataclasses import dataclass, field  # noqa: E402
 import r1lab.train.lora_config as lora_config  # noqa: E402  (the lora section, beside its jobs)
+import r1lab.train.algo_config as algo_config  # noqa: E402  (the algo and critic sections, beside GRPO)
 import r1lab.rollout.tools_config as tools_config  # noqa: E402  (the tools section, beside the tool rollouts)
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -384,33 +385,6 @@ class RolloutConfig:
 
 
 @dataclass
-class AlgoConfig:
-    advantage: str = option("grpo", "advantage estimator", ("grpo", "dr_grpo", "rloo"))
-    rollout_correction: str = option("tis", "correction of the rollout engine / trainer mismatch "
-                                            "(r1lab.algos.rollout_correction): tis = weight each token's policy "
-                                            "gradient by min(pi_train / pi_rollout, cap); icepop = drop tokens whose "
-                                            "ratio leaves [1/cap, cap]; none = trust the engine",
-                                     ("none", "tis", "icepop"))
-    rollout_correction_cap: float = option(2.0, "the cap C of rollout_correction (verl and TRL use 2-3)")
-    loss_aggregation: str = option("token_mean", "how the (B, T) loss becomes a scalar",
-                                   ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
-    clip_low: float = option(0.2, "PPO clip: ratio lower bound is 1 - clip_low")
-    clip_high: float = option(0.2, "PPO clip: ratio upper bound is 1 + clip_high (DAPO clip-higher: 0.28)")
-    beta: float = option(0.0, "KL penalty weight; 0 loads no reference model")
-    kl_estimator: str = option("k3", "KL estimator (Schulman): k1, k2 or k3", ("k1", "k2", "k3"))
-    num_iterations: int = option(1, "optimizer passes over each rollout batch (mu in GRPO); >1 uses importance ratios")
-    mask_truncated: bool = option(False, "exclude completions that hit max_new_tokens from the loss (DAPO)")
-    skip_zero_advantage: bool = option(True, "skip the forward pass of samples with zero advantage when beta=0 "
-                                             "(exact: their gradient is zero; loss denominators still count them)")
-
-    def check(self) -> None:
-        require(self.clip_low >= 0 and self.clip_high >= 0, "clip_low", "clip bounds must be >= 0")
-        require(self.beta >= 0, "beta", "must be >= 0")
-        require(self.num_iterations >= 1, "num_iterations", "must be >= 1")
-        require(self.rollout_correction_cap > 1, "rollout_correction_cap", "must be > 1")
-
-
-@dataclass
 class TrainConfig:
     steps: int = option(200, "optimizer steps (the demo stops earlier, on train.time_limit_minutes)")
     prompts_per_step: int = option(8, "distinct prompts per step; sequences per step = prompts_per_step x group_size")
@@ -472,7 +446,8 @@ class GRPOConfig:
     prompt: GRPOPromptConfig = field(default_factory=GRPOPromptConfig)
     rewards: GRPORewardConfig = field(default_factory=GRPORewardConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    algo: algo_config.AlgoConfig = field(default_factory=lambda: algo_config.AlgoConfig())
+    critic: algo_config.CriticConfig = field(default_factory=lambda: algo_config.CriticConfig())
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)

@@ -20,11 +20,12 @@ def clipped_policy_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO/GRPO surrogate per token: -min(r A, clip(r, 1 - clip_low, 1 + clip_high) A).
 
-    logp, old_logp: (B, T); advantages: (B,). ``clip_high > clip_low`` is DAPO's clip-higher.
-    Returns the (B, T) loss and a (B, T) float mask of tokens where the clipped branch was taken.
+    logp, old_logp: (B, T); advantages: (B,) or (B, T) (per token: GAE, KL in the reward). ``clip_high >
+    clip_low`` is DAPO's clip-higher. Returns the (B, T) loss and a (B, T) float mask of tokens where the clipped
+    branch was taken.
     """
     ratio = torch.exp(logp - old_logp)  # (B, T)
-    adv = advantages.unsqueeze(1)  # (B, 1)
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages  # (B, 1) or (B, T)
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
     loss = -torch.minimum(unclipped, clipped)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from r1lab.algos import ADVANTAGES
 from r1lab.config import GRPOConfig
 from r1lab.evals.accuracy import accuracy_metrics, evaluate_accuracy
 from r1lab.models.checkpointing import enable_activation_checkpointing
@@ -24,7 +23,7 @@ from r1lab.models.lora import MergedCopy, plain_copy, save_final, wrap_lora
 from r1lab.train.memory_plan import memory_summary
 from r1lab.models.templates import assistant_text, build_prompt
 from r1lab.rewards import RewardContext, score_batch
-from r1lab.parallel import gather_lists, shard_bounds
+from r1lab.parallel import all_reduce_sum, gather_lists, shard_bounds
 from r1lab.parallel.sharding import full_state_dict, shard_layers
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engines import build_engine
@@ -39,7 +38,10 @@ from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
 from r1lab.train.optim import build_optimizer
 from r1lab.train.grpo_metrics import eval_metrics, eval_samples, rollout_metrics, row_records, sample_rows
-from r1lab.train.grpo_update import optimize_policy
+from r1lab.train.critic import Critic
+from r1lab.train.dynamic_sampling import collect_informative
+from r1lab.train.grpo_advantages import step_advantages
+from r1lab.train.grpo_update import optimize_policy, rollout_kl
 from r1lab.train.run_setup import DTYPE, start_run, write_config
 
 @dataclass
@@ -84,7 +86,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
             reference = policy
     engine = build_engine(cfg.rollout, rollout_model, tokenizer, dtype=DTYPE[cfg.model.rollout_dtype],
                           seed=cfg.train.seed, max_new_tokens=cfg.eval.max_new_tokens)
-    if cfg.tools.enabled and getattr(cfg.algo, "dynamic_sampling", False):
+    if cfg.tools.enabled and cfg.algo.dynamic_sampling:
         raise ValueError("tools.enabled=true with algo.dynamic_sampling=true is not supported yet (the regrouped "
                          "batch would lose the tool-output mask); set algo.dynamic_sampling=false")
     # tools.enabled: multi-turn rollouts with the python tool (r1lab.rollout.tools), in training and evaluation
@@ -112,6 +114,14 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     ctx = RewardContext(task=task, extraction=tuple(cfg.rewards.extraction), params=cfg.rewards.params,
                         tokenizer=tokenizer, max_new_tokens=cfg.rollout.max_new_tokens)
     sampler = PromptSampler(len(task.train), seed=cfg.train.seed)
+    if cfg.algo.dynamic_sampling and dist.distributed:
+        raise ValueError("algo.dynamic_sampling=true runs in one process only: keeping the first prompts_per_step "
+                         "informative groups of the global draw would need every rank's groups; launch without "
+                         "torchrun, or set algo.dynamic_sampling=false")
+    critic = None
+    if cfg.algo.advantage == "gae":  # PPO: a value model with its own optimizer (r1lab.train.critic)
+        critic = Critic(cfg.critic, cfg.critic.model or cfg.model.name, DTYPE[cfg.model.train_dtype], device, dist,
+                        micro_batch_size=cfg.train.micro_batch_size)
     optimizer, scheduler = build_optimizer(
         policy, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
         cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
@@ -122,6 +132,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     if resume and checkpoints:
         state = ckpt.load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
         sampler.load_state_dict(state["sampler"])
+        if critic is not None:
+            critic.load_state_dict(state["critic"])
         start_step, counters = state["step"], state["counters"]
         sync_engine()
         print(f"resumed from {checkpoints[-1]} (step {start_step} of {cfg.train.steps})")
@@ -162,36 +174,62 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     for step in range(start_step + 1, cfg.train.steps + 1):
         t0 = time.monotonic()
 
-        # 1. generate: G completions per prompt. Every rank draws the same global batch and keeps its part; a
-        # prompt's seed comes from (step, its place in the global batch), never from the rank
-        examples = [task.train[i] for i in sampler.next_indices(cfg.train.prompts_per_step)][first : first + per_rank]
-        seeds = [prompt_seed(cfg.train.seed, step, first + i) for i in range(per_rank)]
-        batch = rollout.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling,
-                                seeds=seeds)
-        batch = _to_device(batch, device)
-        batch.texts = [assistant_text(cfg.prompt.prefill, t) for t in batch.texts]  # rewards read the whole turn
-        t_gen = time.monotonic() - t0
+        times = {"gen": 0.0, "score": 0.0}
 
-        # 2. score every completion against its own example
+        def rollout_round(r: int):
+            # 1. generate: G completions per prompt. Every rank draws the same global batch and keeps its part; a
+            # prompt's seed comes from (step, its place in the step's global draws), never from the rank
+            start = time.monotonic()
+            P = cfg.train.prompts_per_step
+            examples = [task.train[i] for i in sampler.next_indices(P)][first : first + per_rank]
+            seeds = [prompt_seed(cfg.train.seed, step, r * P + first + i) for i in range(per_rank)]
+            batch = rollout.generate([prompt_of(e) for e in examples], n=cfg.rollout.group_size, sampling=train_sampling,
+                                    seeds=seeds)
+            batch = _to_device(batch, device)
+            batch.texts = [assistant_text(cfg.prompt.prefill, t) for t in batch.texts]  # rewards read the whole turn
+            times["gen"] += time.monotonic() - start
+
+            # 2. score every completion against its own example
+            start = time.monotonic()
+            grouped_examples = with_tool_calls([e for e in examples for _ in range(cfg.rollout.group_size)], batch)
+            results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx,
+                                  token_lengths=batch.lengths.long().tolist(), apply_to=cfg.rewards.apply_to)
+            counters["reward_errors"] += sum(not x.valid for x in results)
+            times["score"] += time.monotonic() - start
+            return examples, batch, results
+
+        sampling_metrics = {}
+        if cfg.algo.dynamic_sampling:  # DAPO: drop all-equal groups, draw more prompts (r1lab.train.dynamic_sampling)
+            examples, batch, results, sampling_metrics = collect_informative(
+                rollout_round, per_rank, cfg.algo.dynamic_sampling_max_rounds)
+        else:
+            examples, batch, results = rollout_round(0)
         grouped_examples = with_tool_calls([e for e in examples for _ in range(cfg.rollout.group_size)], batch)
-        results = score_batch(batch.texts, grouped_examples, cfg.rewards.weights, ctx,
-                              token_lengths=batch.lengths.long().tolist(), apply_to=cfg.rewards.apply_to)
         rewards = torch.tensor([r.total for r in results], dtype=torch.float32)  # (B,)
         valid = torch.tensor([r.valid for r in results])  # (B,)
-        counters["reward_errors"] += int((~valid).sum())
-        t_score = time.monotonic() - t0 - t_gen
+        t_gen, t_score = times["gen"], times["score"]
 
-        # 3. advantages, group-relative
+        # 3. advantages (r1lab.train.grpo_advantages): group-relative, over the global batch (reinforce_pp), or GAE
+        # with the critic; with kl_in=reward the KL to the reference enters each token's advantage
         G = cfg.rollout.group_size
-        adv = ADVANTAGES.get(cfg.algo.advantage)(rewards.view(-1, G), valid.view(-1, G)).view(-1).to(device)  # (B,)
         # (B, C); with tools, only the tokens the policy sampled (tool outputs are out of the loss and the KL)
         loss_mask = (batch.loss_mask if batch.loss_mask is not None else batch.completion_mask).clone()
+        kl = rollout_kl(cfg, policy, reference, batch) if cfg.algo.kl_in == "reward" else None  # (B, C)
+        values = critic.values(batch) if critic is not None else None  # (B, C)
+        adv, returns = step_advantages(cfg, rewards.to(device), valid.to(device), batch.completion_mask, kl, values,
+                                       lambda xs: all_reduce_sum(dist, xs))  # (B,) or (B, C)
+        seq_adv = adv if adv.dim() == 1 else (adv * loss_mask).sum(1) / loss_mask.sum(1).clamp(min=1)  # logged (B,)
         if cfg.algo.mask_truncated:
             loss_mask[batch.truncated] = 0.0
 
         # 4-5. loss and optimizer step(s)
         t_opt = time.monotonic()
-        step_metrics = optimize_policy(cfg, policy, reference, optimizer, batch, adv, loss_mask, dist)
+        warming_up = critic is not None and step <= cfg.critic.warmup_steps  # PPO: fit the value model first
+        step_metrics = optimize_policy(cfg, policy, reference, optimizer, batch, adv, loss_mask, dist,
+                                       update=not warming_up)
+        if critic is not None:
+            step_metrics.update(critic.update(batch, values, returns, loss_mask))
+        step_metrics.update(sampling_metrics)
         t_opt = time.monotonic() - t_opt
         if step_metrics.pop("skipped"):
             counters["skipped_steps"] += 1
@@ -204,7 +242,7 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         t_sync = sync_engine()
 
         # 7. log: rollout metrics and samples over the global batch (every rank's rows, in rank order)
-        rows = gather_lists(dist, row_records(batch, results, grouped_examples, adv))
+        rows = gather_lists(dist, row_records(batch, results, grouped_examples, seq_adv))
         metrics = rollout_metrics(rows, G)
         metrics.update(step_metrics)
         metrics.update(tool_metrics(batch))  # tools.enabled: call rate, error rate (this rank's rows)
@@ -230,7 +268,9 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         # 8. checkpoint
         if (cfg.log.checkpoint_every and step % cfg.log.checkpoint_every == 0) or last:
             ckpt.save_checkpoint(ckpt_dir, step, policy, optimizer, scheduler,
-                                 {"sampler": sampler.state_dict(), "counters": counters}, keep=cfg.log.keep_checkpoints,
+                                 {"sampler": sampler.state_dict(), "counters": counters,
+                                  **({"critic": critic.state_dict()} if critic is not None else {})},
+                                 keep=cfg.log.keep_checkpoints,
                                  dist=dist)
         if last:
             break
