@@ -105,6 +105,21 @@ def test_grpo_fsdp_two_ranks_train_the_single_process_weights(tiny_model_dir, tm
     assert m1[-1]["policy/grad_norm"] == pytest.approx(m2[-1]["policy/grad_norm"], rel=1e-10)
 
 
+def test_grpo_fsdp_with_a_reference_model_trains_the_single_process_weights(tiny_model_dir, tmp_path):
+    """algo.beta > 0: the reference model is sharded like the policy (forward only, in the same padded micro-batches)
+    and the KL term trains the weights of one process."""
+    common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=2",
+                                                     "model.train_dtype=float64", "model.rollout_dtype=float64",
+                                                     "model.autocast=none", "algo.beta=0.5"])]
+    one, two = tmp_path / "one", tmp_path / "fsdp"
+    run(1, "grpo", *common, "--set", f"log.output_dir={one}", "--set", "train.gradient_checkpointing=true")
+    run(2, "grpo", *common, "--set", f"log.output_dir={two}", "--set", "train.parallel=fsdp")
+    assert max_difference(weights(one), weights(two)) < 1e-10
+    m1, m2 = metrics(one), metrics(two)
+    assert m1[1]["loss/kl"] == 0.0 and m1[2]["loss/kl"] > 0  # the reference is the starting policy
+    assert [r["loss/kl"] for r in m1[1:]] == pytest.approx([r["loss/kl"] for r in m2[1:]], rel=1e-10, abs=1e-15)
+
+
 def test_sft_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):
     rows = [{"prompt": f"What is {a} + {b}?", "completion": f"<answer>{a + b}</answer>"}
             for a in range(6) for b in range(4)]

@@ -105,6 +105,8 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
         enable_activation_checkpointing(policy)
     if sharded:  # before the optimizer, which then holds (and steps) only this rank's shards
         shard_layers(policy)
+        if reference is not None:  # forward only, in the same padded micro-batches: its layers cost 1/W per rank
+            shard_layers(reference)
     prompt_of = lambda ex: build_prompt(ex, tokenizer, cfg.prompt.template, cfg.prompt.system, cfg.prompt.instruction,  # noqa: E731
                                         cfg.prompt.prefill)
     max_prompt = prompt_limit(cfg.rollout.max_prompt_tokens, "rollout.max_prompt_tokens", policy.config,

@@ -43,7 +43,7 @@ def rollout_kl(cfg: GRPOConfig, policy, reference, batch) -> torch.Tensor:
     the KL becomes a per-token reward before the advantages); no gradient."""
     B, size = batch.completion_ids.shape[0], cfg.train.micro_batch_size
     out = torch.zeros(batch.completion_ids.shape, dtype=torch.float64, device=batch.completion_ids.device)
-    sharded = is_sharded(policy)
+    per_row = is_sharded(policy) or cfg.train.gradient_checkpointing  # as in optimize_policy
     with torch.no_grad():
         for i in range(0, B, size):
             idx = torch.arange(i, min(i + size, B))
@@ -84,8 +84,12 @@ def optimize_policy(cfg: GRPOConfig, policy, reference, optimizer, batch, adv: t
 
     device_type = batch.completion_ids.device.type
 
+    # rows run whole (prompt + completion) when sharded or replaying layers, for the reference and old log-probs
+    # too: log pi - log pi_ref then comes from one set of numerics (exactly 0 at equal weights)
+    per_row = sharded or cfg.train.gradient_checkpointing
+
     def forward(model, idx, with_entropy=False):
-        return batch_forward(cfg, model, batch, idx, with_entropy=with_entropy, per_row=sharded)
+        return batch_forward(cfg, model, batch, idx, with_entropy=with_entropy, per_row=per_row)
 
     # Old-policy log-probs: with one pass the ratio is exactly 1 at the only update, so the current log-probs
     # (detached) serve; with several passes they are frozen before the first update.
