@@ -76,7 +76,9 @@ def run_one(out: Path, task: str, method: str, seed: int, steps: int, eval_size:
     result = {"task": task, "method": method, "seed": seed, "overrides": overrides, "wall_s": wall,
               "train_s": per_step[-1]["time/train_total_s"],
               "acc_before": evals[0]["eval/greedy_accuracy"], "acc_after": evals[-1]["eval/greedy_accuracy"],
-              "tokens_per_step": statistics.fmean(r["tokens/generated"] for r in per_step),
+              # dynamic sampling: every round's tokens, discarded groups included
+              "tokens_per_step": statistics.fmean(r.get("sampling/generated_tokens", r["tokens/generated"])
+                                                  for r in per_step),
               "entropy": [r.get("policy/entropy") for r in per_step],
               "length": [r["completion/mean_length"] for r in per_step],
               "rounds": [r.get("sampling/rounds") for r in per_step]}

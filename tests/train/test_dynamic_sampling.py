@@ -60,7 +60,7 @@ def test_collect_informative_refills_until_enough_groups():
     assert batch.texts == ["0-2", "0-3", "1-0", "1-1", "1-2", "1-3"]
     assert [r.total for r in results] == [0, 1, 0, 1, 1, 0]
     assert metrics == {"sampling/rounds": 2, "sampling/generated_groups": 6, "sampling/informative_groups": 3,
-                       "sampling/discarded_groups": 3}
+                       "sampling/discarded_groups": 3, "sampling/generated_tokens": 24.0}
 
 
 def test_collect_informative_stops_at_the_round_cap():

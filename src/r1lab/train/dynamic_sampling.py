@@ -63,7 +63,7 @@ def collect_informative(rollout_round: Callable[[int], tuple[list, RolloutBatch,
     until ``prompts`` of them (the surplus of the last round dropped) or ``max_rounds`` rounds. Returns the kept
     examples, batch and per-row results, and the step's ``sampling/*`` metrics. If no group is informative at all,
     the last round is kept whole (the step then has nothing to learn, as without dynamic sampling)."""
-    kept_examples, kept_results, parts, generated, last = [], [], [], 0, None
+    kept_examples, kept_results, parts, generated, tokens, last = [], [], [], 0, 0.0, None
     for r in range(max_rounds):
         examples, batch, results = rollout_round(r)
         G = batch.group_size
@@ -71,6 +71,7 @@ def collect_informative(rollout_round: Callable[[int], tuple[list, RolloutBatch,
         valid = torch.tensor([x.valid for x in results]).view(-1, G)
         good = informative_groups(rewards, valid).nonzero().flatten().tolist()[: prompts - len(kept_examples)]
         generated += len(examples)
+        tokens += float(batch.lengths.sum())
         parts.append((batch, good))
         kept_examples += [examples[g] for g in good]
         kept_results += [x for g in good for x in results[g * G : (g + 1) * G]]
@@ -78,7 +79,8 @@ def collect_informative(rollout_round: Callable[[int], tuple[list, RolloutBatch,
         if len(kept_examples) >= prompts:
             break
     metrics = {"sampling/rounds": r + 1, "sampling/generated_groups": generated,
-               "sampling/informative_groups": len(kept_examples), "sampling/discarded_groups": generated - len(kept_examples)}
+               "sampling/informative_groups": len(kept_examples), "sampling/discarded_groups": generated - len(kept_examples),
+               "sampling/generated_tokens": tokens}  # every round's, discarded groups included
     if not kept_examples:
         return (*last, metrics)
     return kept_examples, select_groups(parts), kept_results, metrics

@@ -24,6 +24,10 @@ def step_advantages(cfg, rewards: torch.Tensor, valid: torch.Tensor, completion_
     """rewards, valid: (B,); completion_mask, kl, values: (B, C). Returns the advantages ((B,) or (B, C)) and, for
     gae, the (B, C) returns the critic regresses on (else None)."""
     algo, G = cfg.algo, cfg.rollout.group_size
+    if algo.advantage == "reinforce_pp" or kl is not None or values is not None:
+        # statistics over the whole batch (or many tokens): float64, so that the all-reduced sums of W ranks give
+        # the single process's advantages to float64 rounding
+        rewards = rewards.double()
     token_mask = completion_mask * valid.to(completion_mask.dtype).unsqueeze(1)  # (B, C)
     kl = kl.to(rewards.dtype) if kl is not None else None
     if algo.advantage == "gae":
