@@ -125,12 +125,14 @@ def plan(shape: ModelShape, st: Settings, free: int | None = None, device: str =
     pb, rb = BYTES[st.train_dtype], BYTES[st.rollout_dtype]
     ab = BYTES.get(st.autocast, pb) if st.autocast != "none" else pb
     lora = shape.lora_params(st.lora_rank, list(st.lora_targets)) if st.lora_rank else 0
+    # PEFT keeps adapters in fp32 over a bf16 / fp16 base (autocast_adapter_dtype): their updates are not rounded
+    tb = max(pb, 4) if st.lora_rank else pb
     trained = lora if st.lora_rank else shape.params
     shard = st.fsdp_ranks if not st.lora_rank else 1
     parts = {
-        "parameters": (shape.params // shard + lora) * pb,
-        "gradients": trained // shard * pb,
-        "optimizer (AdamW, 2 moments)": 2 * trained // shard * pb,
+        "parameters": shape.params // shard * pb + lora * tb,
+        "gradients": trained // shard * tb,
+        "optimizer (AdamW, 2 moments)": 2 * trained // shard * tb,
         "reference model": shape.params * pb if st.reference and not st.lora_rank else 0,
         "rollout copy": shape.params * rb if st.rollout_copy else 0,
         "process (runtime)": st.runtime_bytes,
