@@ -236,3 +236,31 @@ def test_cli(tiny_model_dir, prefs, tmp_path, capsys):
     assert "held-out pairwise accuracy:" in printed and f"model: '{out / 'final'}'" in printed
     assert main(["rm", str(config), "--set", "train.lr=-1"]) == 2  # validation: config error, exit code 2
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_lora_reward_model_trains_adapter_and_head_resumes_exactly(tiny_model_dir, prefs, tmp_path):
+    """lora.rank > 0: the backbone's adapters and the score head train (modules_to_save), the backbone stays
+    bit-identical, a resume from the step-2 checkpoint ends with the same adapter, final/ is a plain merged model."""
+    pytest.importorskip("peft")
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "run"
+    result = train_reward_model(rm_config(tiny_model_dir, prefs, out, "lora.rank=4"))
+    ckpt = load_file(out / "checkpoints" / "step_4" / "model.safetensors")
+    assert ckpt and all(".lora_" in k or ".score." in k for k in ckpt)
+    merged = load_file(result.final_model_dir / "model.safetensors")
+    base = load_file(tiny_model_dir / "model.safetensors")
+    for k in merged:
+        if not k.endswith("_proj.weight") and not k.startswith("score.") and k in base:
+            assert torch.equal(merged[k], base[k]), k
+    model = AutoModelForSequenceClassification.from_pretrained(result.final_model_dir)  # no PEFT needed
+    assert model.config.num_labels == 1 and (result.final_model_dir / "adapter" / "adapter_config.json").is_file()
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)
+    shutil.rmtree(resumed / "final")
+    shutil.rmtree(resumed / "checkpoints" / "step_4")
+    again = train_reward_model(rm_config(tiny_model_dir, prefs, resumed, "lora.rank=4"), resume=True)
+    a = load_file(result.final_model_dir / "adapter" / "adapter_model.safetensors")
+    b = load_file(again.final_model_dir / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

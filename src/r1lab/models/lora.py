@@ -38,10 +38,10 @@ def default_targets(model: torch.nn.Module) -> list[str]:
     return sorted(names)
 
 
-def wrap_lora(model: torch.nn.Module, lora) -> torch.nn.Module:
+def wrap_lora(model: torch.nn.Module, lora, always_save: list[str] | None = None) -> torch.nn.Module:
     """``model`` with LoRA adapters per the ``lora`` config section (``r1lab.train.lora_config.LoRAConfig``); the
     base weights are frozen, the adapters (B = 0 at the start, so the wrapped model computes what ``model`` did)
-    and ``lora.modules_to_save`` train."""
+    and ``lora.modules_to_save`` (plus ``always_save``: a reward model's fresh score head) train."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if lora.init_from:
@@ -52,7 +52,8 @@ def wrap_lora(model: torch.nn.Module, lora) -> torch.nn.Module:
         return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
     config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules) or default_targets(model),
-                        modules_to_save=list(lora.modules_to_save) or None, bias="none")
+                        modules_to_save=list(dict.fromkeys([*lora.modules_to_save, *(always_save or [])])) or None,
+                        bias="none")
     return get_peft_model(model, config)
 
 

@@ -31,6 +31,7 @@ from r1lab.track.metrics import MetricsLogger, read_jsonl
 from r1lab.track.plots import plot_training
 from r1lab.track.progress import Progress
 from r1lab.train import checkpoint as ckpt
+from r1lab.models.lora import save_final, wrap_lora
 from r1lab.train.optim import build_optimizer
 from r1lab.train.rm_config import RMConfig
 from r1lab.train.run_setup import DTYPE, start_run, write_config
@@ -245,6 +246,13 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     train_pairs, eval_pairs = load_split(cfg)
     model, tokenizer = build_reward_model(cfg.model.name, DTYPE[cfg.model.dtype], device)
     freeze_bottom(model, cfg.train.freeze_layers)
+    if cfg.lora.enabled:  # LoRA (PEFT) on the backbone; the fresh score head trains in full beside it
+        if cfg.train.freeze_layers:
+            raise ValueError("lora.rank > 0 with train.freeze_layers != 0: LoRA already freezes the backbone; set "
+                             "train.freeze_layers=0")
+        if cfg.train.parallel == "fsdp" and dist.distributed:
+            raise ValueError("lora.rank > 0 with train.parallel=fsdp is not supported; use train.parallel=ddp")
+        model = wrap_lora(model, cfg.lora, always_save=["score"])
     model.config.use_cache = False
     n_train, n_eval = len(train_pairs), len(eval_pairs)
     train_pairs, train_enc = encode_pairs(tokenizer, train_pairs, cfg.data.max_length)
@@ -355,9 +363,12 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     if step < cfg.train.steps:
         print(f"stopped at step {step} of {cfg.train.steps}: train.time_limit_minutes={cfg.train.time_limit_minutes} "
               f"reached")
-    model.config.use_cache = True
-    model.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
-    tokenizer.save_pretrained(final_dir)
+    if cfg.lora.enabled:  # the merged model (plain HF) in final/, the adapter and the head in final/adapter
+        save_final(model, tokenizer, final_dir)
+    else:
+        model.config.use_cache = True
+        model.save_pretrained(final_dir, safe_serialization=True, state_dict=final_weights)
+        tokenizer.save_pretrained(final_dir)
     records = read_jsonl(run_dir / "metrics.jsonl")
     plot_training(records, run_dir / "training.png", title=f"Reward model from {cfg.model.name} on {cfg.data.path}",
                   panels=PANELS, columns=3)

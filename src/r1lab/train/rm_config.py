@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from r1lab.config import FSDP_HELP, PARALLEL_HELP, TIMEOUT_HELP, TRAIN_DTYPES, option, require
+from r1lab.train.lora_config import LoRAConfig
 
 
 @dataclass
@@ -101,3 +102,4 @@ class RMConfig:
     train: RMTrainConfig = field(default_factory=RMTrainConfig)
     eval: RMEvalConfig = field(default_factory=RMEvalConfig)
     log: RMLogConfig = field(default_factory=RMLogConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # the score head is always trained and saved with it
