@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -245,11 +246,26 @@ def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_pat
             job.kill()
     assert job.returncode != 0 and not (two / "final").exists()
     assert time.monotonic() - start < 150  # the surviving rank did not wait for a dead peer
+    if parallel == "fsdp":  # each rank wrote its own shards (DCP), nobody the whole model
+        assert (two / "checkpoints" / "step_2" / "dcp" / ".metadata").is_file()
+        assert not (two / "checkpoints" / "step_2" / "model.safetensors").exists()
     run(2, "grpo", *common, "--set", f"log.output_dir={two}", "--resume")
     assert max_difference(weights(straight), weights(two)) == 0.0  # the resume is exact
     assert [r.get("loss/policy") for r in metrics(straight)] == [r.get("loss/policy") for r in metrics(two)]
     assert max_difference(weights(one), weights(two)) < 1e-5
     assert [r["step"] for r in metrics(two)] == list(range(9))  # every step logged exactly once
+
+
+def test_a_sharded_checkpoint_refuses_another_world_size(tiny_model_dir, tmp_path):
+    """FSDP checkpoints (DCP shards) resume at the world size that wrote them; a single process is told why not."""
+    common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=1", "eval.every=0",
+                                                     f"log.output_dir={tmp_path / 'run'}", "train.parallel=fsdp"])]
+    run(2, "grpo", *common)
+    shutil.rmtree(tmp_path / "run" / "final")  # as if the job had stopped after its checkpoint
+    proc = subprocess.run(launch(1, "grpo", *common, "--resume"), capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0
+    assert "written with train.parallel=fsdp on 2 rank(s)" in proc.stderr + proc.stdout
 
 
 def test_reward_model_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_path):

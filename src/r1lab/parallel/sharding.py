@@ -49,26 +49,6 @@ def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
-def load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load whole tensors (a checkpoint's) into a sharded model: each rank keeps its shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
-
-
-def full_optimizer_state(model: torch.nn.Module, optimizer) -> dict:
-    """The optimizer's state with whole tensors, keyed by parameter name (a collective)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
-
-
-def load_full_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
-
-
 def clip_grad_norm(model: torch.nn.Module, max_norm: float, ctx: DistContext) -> float:
     """torch.nn.utils.clip_grad_norm_ for a model with sharded and whole parameters: the global L2 norm of all
     gradients (sharded ones' squares summed over ranks, whole ones counted once), and every gradient scaled by

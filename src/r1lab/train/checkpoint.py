@@ -3,6 +3,13 @@
 A checkpoint folder ``checkpoints/step_N`` holds the model weights (safetensors), optimizer and scheduler
 state, every RNG state (python, numpy, torch), the data sampler position and the step. It is written under a
 temporary name and renamed, so a kill mid-write leaves the previous checkpoint intact.
+
+Sharded runs (``train.parallel=fsdp``) write the weights and optimizer state with torch.distributed.checkpoint
+(DCP) instead: every rank writes its own shards into ``step_N/dcp`` (the whole embeddings and head once), so no
+rank ever gathers the whole model or optimizer, and rank 0 adds ``state.pt`` with the rest. Such a checkpoint
+resumes at the world size that wrote it; another world size is refused with a message. DCP could reshard it, but
+the optimizer's parameter groups differ between a sharded run and a single process (where nothing is sharded), so
+only the same-size resume is supported and tested. Whole-tensor checkpoints (ddp, one process) resume at any size.
 """
 
 from __future__ import annotations
@@ -21,8 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from r1lab.models.lora import is_lora, trainable_state_dict
 from r1lab.parallel import DistContext, barrier
-from r1lab.parallel.sharding import (full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state,
-                                     load_full_state_dict)
+from r1lab.parallel.sharding import is_sharded
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -70,18 +76,41 @@ def save_checkpoint(
 ) -> Path:
     """Under data parallelism every rank holds the same model, optimizer and sampler state (gradients are summed
     before each identical step), so rank 0 writes the checkpoint and records the world size; the other ranks wait
-    for it, so no rank runs ahead of the last complete checkpoint."""
+    for it, so no rank runs ahead of the last complete checkpoint. A sharded model: every rank writes its shards."""
     dist = dist or DistContext()
     final = Path(root) / f"step_{step}"
-    sharded = is_sharded(model)
-    if sharded:  # FSDP: every rank takes part in gathering whole tensors (the same files as unsharded runs write)
-        weights, optimizer_state = full_state_dict(model), full_optimizer_state(model, optimizer)
+    if is_sharded(model):
+        return _write_sharded(Path(root), step, model, optimizer, scheduler, extra, keep, dist)
+    if dist.is_main:  # LoRA: only the adapter (and modules_to_save); the frozen base is the model's source
+        weights = trainable_state_dict(model) if is_lora(model) else model.state_dict()
+        _write_checkpoint(Path(root), step, weights, optimizer.state_dict(), scheduler,
+                          {**extra, "world_size": dist.world_size, "sharded": False}, keep)
+    barrier(dist)
+    return final
+
+
+def _write_sharded(root: Path, step: int, model: torch.nn.Module, optimizer, scheduler, extra: dict[str, Any],
+                   keep: int, dist: DistContext) -> Path:
+    """DCP: each rank writes its shards into one staging folder (the same name on every rank), rank 0 adds
+    state.pt and renames the folder once every rank has written."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    staging, final = root / f".step_{step}-sharded", root / f"step_{step}"
     if dist.is_main:
-        if not sharded:  # LoRA: only the adapter (and modules_to_save); the frozen base is the model's source
-            weights = trainable_state_dict(model) if is_lora(model) else model.state_dict()
-            optimizer_state = optimizer.state_dict()
-        _write_checkpoint(Path(root), step, weights, optimizer_state, scheduler,
-                          {**extra, "world_size": dist.world_size, "sharded": sharded}, keep)
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a kill mid-write left it half written
+    barrier(dist)
+    weights, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": weights, "optimizer": optimizer_state}, checkpoint_id=staging / "dcp")  # a collective
+    if dist.is_main:
+        torch.save({"step": step, "scheduler": scheduler.state_dict(), "rng": rng_state(), **extra,
+                    "world_size": dist.world_size, "sharded": True}, staging / "state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
     barrier(dist)
     return final
 
@@ -136,17 +165,16 @@ def list_checkpoints(root: str | Path) -> list[Path]:
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and RNG states in place; return the saved dict (step, extras)."""
     path = Path(path)
-    tensors = load_file(path / "model.safetensors")
     state = torch.load(path / "state.pt", weights_only=False)
     sharded = is_sharded(model)
-    if state.get("sharded", False) != sharded:  # the optimizer state is keyed by name (fsdp) or by position
+    if state.get("sharded", False) != sharded:  # DCP shards (fsdp) or whole tensors keyed by position (ddp)
         saved, now = ("fsdp" if state.get("sharded") else "ddp"), ("fsdp" if sharded else "ddp")
-        raise ValueError(f"checkpoint {path} was written with train.parallel={saved}; resume it with "
-                         f"train.parallel={saved} (this run has {now})")
+        raise ValueError(f"checkpoint {path} was written with train.parallel={saved} on {state.get('world_size', 1)} "
+                         f"rank(s); resume it with train.parallel={saved} at that world size (this run has {now})")
     if sharded:
-        load_full_state_dict(model, tensors)
-        load_full_optimizer_state(model, optimizer, state["optimizer"])
+        _load_sharded(path, model, optimizer, state)
     else:
+        tensors = load_file(path / "model.safetensors")
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
         if is_lora(model):  # a LoRA checkpoint holds exactly the trained tensors
@@ -158,3 +186,20 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, schedul
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state
+
+
+def _load_sharded(path: Path, model: torch.nn.Module, optimizer, state: dict[str, Any]) -> None:
+    """Each rank reads its own shards of the weights and optimizer state (a collective)."""
+    import torch.distributed as torch_dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    world = torch_dist.get_world_size() if torch_dist.is_initialized() else 1
+    if state["world_size"] != world:
+        raise ValueError(f"checkpoint {path} holds FSDP shards written by {state['world_size']} ranks; this run has "
+                         f"{world}. Resume it with {state['world_size']} ranks (torchrun --nproc_per_node / --nnodes "
+                         f"giving a world size of {state['world_size']}), or start a new run")
+    weights, optimizer_state = get_state_dict(model, optimizer)
+    loaded = {"model": weights, "optimizer": optimizer_state}
+    dcp.load(loaded, checkpoint_id=path / "dcp")  # in place, into this rank's shards
+    set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optimizer"])
