@@ -63,6 +63,7 @@ class WarmSandbox:
         self._stderr = bytearray()
         self.alive = True
         self.runs = 0
+        self.cpu_s = 0.0  # CPU seconds used inside the sandbox so far, all runs (the resident process's count)
         self.namespace = ""
         self.pid_inside = 0  # the resident process's pid in the sandbox's own pid namespace
         started = time.monotonic()
@@ -158,6 +159,8 @@ class WarmSandbox:
         events = self._exchange(frame(job), {token, self._token}, ("free",), started + limits.startup_timeout,
                                 on_event)
         self.runs += 1
+        if "free" in events:
+            self.cpu_s = float(events["free"].get("cpu_s") or 0.0)
         timed_out = "_timeout" in events
         wall = time.monotonic() - started
         if "free" in events and (events["free"]["left"]["processes"] or events["free"]["left"]["files"]):
@@ -198,9 +201,16 @@ class WarmSandbox:
         if "free" not in events or events["free"]["left"]["processes"] or events["free"]["left"]["files"]:
             self.close()
 
-    def close(self) -> None:
+    def close(self, graceful: bool = False) -> None:
+        """Kill the sandbox (``graceful``: first let the resident process see the end of its input and exit)."""
         if self.alive:
             self.alive = False
+            if graceful:
+                try:
+                    self.proc.stdin.close()
+                    self.proc.wait(timeout=2)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
             _kill(self.proc)
         try:
             self.proc.wait(timeout=5)
