@@ -64,19 +64,23 @@ def run_one(job: str, rank: int, steps: int, out: Path) -> dict:
     from r1lab.config import GRPOConfig, SFTConfig, load_config
     from r1lab.train.memory_plan import plan_job
 
+    from r1lab.train.grpo import train_grpo
+    from r1lab.train.sft import train_sft
+
     torch.set_num_threads(2)
     lora = [f"lora.rank={rank}"] if rank else []
+    # planned as a run plans itself: after the trainer's imports (the process part is this process's RSS now)
     if job == "grpo":
         cfg = load_config(GRPOConfig, None, GRPO + lora + [f"train.steps={steps}", f"log.output_dir={out}"])
         shape, plan = plan_job(cfg, "grpo", torch.device("cpu"), prompt_tokens=longest_prompt(cfg))
-        from r1lab.train.grpo import train_grpo as train
+        train = train_grpo
     else:
         data = out.parent / "traces.jsonl"
         sft_traces(data)
         cfg = load_config(SFTConfig, None, SFT + lora + [f"train.steps={steps}", f"log.output_dir={out}",
                                                          f"data.train_path={data}"])
         shape, plan = plan_job(cfg, "sft", torch.device("cpu"))
-        from r1lab.train.sft import train_sft as train
+        train = train_sft
     start = time.monotonic()
     train(cfg)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
@@ -126,15 +130,17 @@ def planned_large() -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Measured {result['date']} on {result['machine']}", f"Command: `{result['command']}`", "",
-             "| job | fine-tuning | peak RSS (measured) | planner's peak | planner - measured | run time |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [f"{result['date']}, {result['machine']}", f"Command: `{result['command']}`", ""]
+    if result["measured"]:
+        lines += ["| job | fine-tuning | peak RSS (measured) | planner's peak | planner - measured | run time |",
+                  "|---|---|---:|---:|---:|---:|"]
     for r in result["measured"]:
         how = f"LoRA rank {r['lora_rank']}" if r["lora_rank"] else "full"
         err = (r["planned_peak"] - r["peak_rss"]) / r["peak_rss"]
         lines.append(f"| {r['job']} | {how} | {r['peak_rss'] / GB:.2f} GB | {r['planned_peak'] / GB:.2f} GB | "
                      f"{err:+.0%} | {r['seconds']:.0f} s |")
-    lines += ["", "Planner only (full fine-tuning: fp32 master weights and AdamW states; LoRA: fp32 adapters and "
+    lines += [""] if result["measured"] else []
+    lines += ["Planner only (full fine-tuning: fp32 master weights and AdamW states; LoRA: fp32 adapters and "
               "their AdamW states over an fp32 or a frozen bf16 base; bf16 autocast and rollouts; 0.5 GB CUDA "
               "context; GRPO: 8 x 8 samples of 256 + 1024 tokens, micro-batches of 4 sequences, KL reference; "
               "SFT: micro-batches of 4 x 2048 tokens):", "",
@@ -155,6 +161,8 @@ def main() -> None:
     parser.add_argument("--jobs", default="grpo,sft")
     parser.add_argument("--replan", action="store_true", help="recompute only the planner-only table of an existing "
                                                                    "results/memory.json (no measurement)")
+    parser.add_argument("--planned-only", action="store_true", help="only the planner's 1.5B / 8B table (no "
+                                                                         "training; written to memory_planned.*)")
     parser.add_argument("--one", nargs=2, metavar=("JOB", "RANK"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,6 +178,16 @@ def main() -> None:
         return
     sys.path.insert(0, str(HERE))
     from machine import describe
+
+    if args.planned_only:
+        result = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "machine": describe(),
+                  "command": ".venv/bin/python benchmarks/memory.py --planned-only", "measured": [],
+                  "planned": planned_large()}
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "memory_planned.json").write_text(json.dumps(result, indent=2))
+        (RESULTS / "memory_planned.md").write_text(markdown(result))
+        print(markdown(result))
+        return
 
     measured = []
     for job in args.jobs.split(","):
