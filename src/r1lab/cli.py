@@ -115,7 +115,8 @@ def _add_sft_parser(sub) -> None:
 
 
 # The jobs that run data-parallel under torchrun / srun (r1lab.parallel); the rest refuse a multi-process launch.
-DATA_PARALLEL_COMMANDS = ("grpo", "zero", "sft", "rm")
+# Jobs that run data-parallel under torchrun / srun; the others (prm, serve, pipeline) refuse a multi-process launch
+DATA_PARALLEL_COMMANDS = ("grpo", "zero", "sft", "rm", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +260,8 @@ def _run_eval(cfg: Any) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if not _finish_ranks():  # rank 0 prints the summary
+        return 0
     from r1lab.evals.help import summary_line
 
     print(f"run folder: {result.run_dir} (results.json, completions.jsonl, report.md, plots)")

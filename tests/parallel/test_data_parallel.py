@@ -285,10 +285,37 @@ def test_reward_model_two_ranks_train_the_single_process_weights(tiny_model_dir,
     assert metrics(one)[-1]["eval/accuracy"] == metrics(two)[-1]["eval/accuracy"]
 
 
+def test_eval_two_ranks_write_the_single_process_records(tiny_model_dir, tmp_path):
+    """5 problems in chunks of one prompt (sampling.batch_size = n): 3 rounds over 2 ranks, the last one uneven.
+    Every sample, score and metric equals one process's; rank 0 alone writes the generation cache."""
+    # keys as --set: torchrun's own parser would take --n for one of its options
+    common = ["eval", str(tiny_model_dir), *sets(["task.name=rg:basic_arithmetic", "sampling.n=2",
+        "task.params={min_terms: 2, max_terms: 2, min_digits: 1, max_digits: 1, operators: ['+'], "
+        "allow_parentheses: false, allow_negation: false}", "task.train_size=50", "task.eval_size=5",
+        "sampling.max_new_tokens=6", "sampling.batch_size=2", "sampling.temperature=1.0", "log.progress=false",
+        "model.device=cpu"])]
+    runs = {}
+    for ranks in (1, 2):
+        out, cache = tmp_path / f"ranks{ranks}", tmp_path / f"cache{ranks}"
+        proc = subprocess.run(launch(ranks, *common, "--set", f"log.output_dir={out}"), capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "R1LAB_CACHE": str(cache)})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.stdout.count("run folder:") == 1
+        cache_lines = [line for f in (cache / "generations").glob("*.jsonl") for line in f.read_text().splitlines()]
+        assert len(cache_lines) == 5  # one line per prompt, written once
+        runs[ranks] = out
+    records = lambda d: [json.loads(line) for line in (d / "completions.jsonl").read_text().splitlines()]  # noqa: E731
+    assert records(runs[1]) == records(runs[2]) and len(records(runs[1])) == 10
+    assert len({r["completion"] for r in records(runs[1])}) > 1  # sampled, not one repeated text
+    results = lambda d: json.loads((d / "results.json").read_text())  # noqa: E731
+    assert results(runs[1])["metrics"] == results(runs[2])["metrics"]
+    assert results(runs[2])["generated_prompts"] == 5
+
+
 def test_single_process_jobs_refuse_a_multi_process_launch(monkeypatch, capsys):
     from r1lab.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["eval", "smollm2-135m", "--task", "humaneval"]) == 2
+    assert main(["prm"]) == 2
     err = capsys.readouterr().err
-    assert "runs in one process" in err and "grpo, zero, sft, rm" in err
+    assert "runs in one process" in err and "grpo, zero, sft, rm, eval" in err

@@ -5,6 +5,11 @@ a hash of that setting, with one line per prompt keyed by the hash of the full p
 the task's question and the prompt variant (template, system prompt, few-shot shots), so the key is (model, task,
 prompt variant, sampling, n, seed) without the task having to be named. Lines are appended as chunks finish, so an
 interrupted evaluation resumes where it stopped; a torn last line is ignored.
+
+Under torchrun / srun the chunks of prompts to generate are dealt to the ranks in rounds (chunk r * W + k to rank
+k); a chunk is generated exactly as one process would generate it (same prompts, same seed from its first
+prompt), so the samples do not depend on the world size. After each round the ranks gather the round's
+generations and rank 0 alone appends them to the cache file: one writer.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from r1lab.parallel import DistContext, all_gather_objects
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 
 
@@ -80,10 +86,11 @@ class GenerationCache:
     def get(self, prompt: str) -> Generation | None:
         return self._items.get(_sha(prompt))
 
-    def put(self, prompt: str, generation: Generation) -> None:
+    def put(self, prompt: str, generation: Generation, write: bool = True) -> None:
+        """Remember ``generation``; ``write``: also append it to the cache file (rank 0 only under torchrun)."""
         key = _sha(prompt)
         self._items[key] = generation
-        if self.path is None:
+        if self.path is None or not write:
             return
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,32 +107,45 @@ def chunk_seed(seed: int, first_prompt: str) -> int:
 
 def generate_cached(prompts: list[str], n: int, sampling: SamplingParams, cache: GenerationCache,
                     engine: Callable[[], RolloutEngine], batch_size: int, seed: int,
-                    progress: bool = True) -> list[Generation]:
+                    progress: bool = True, dist: DistContext | None = None) -> list[Generation]:
     """The n samples of every prompt, generating only the prompts the cache lacks.
 
     ``engine`` is a factory, called only when something must be generated (a fully cached evaluation never loads
-    the model). Prompts go ``batch_size // n`` at a time (whole groups per call).
+    the model). Prompts go ``batch_size // n`` at a time (whole groups per call). ``dist``: the ranks share the
+    chunks (see the module's docstring); every rank returns every prompt's generation.
     """
-    import torch
-
+    dist = dist or DistContext()
     missing = list(dict.fromkeys(p for p in prompts if cache.get(p) is None))
     if missing:
         from r1lab.track.progress import Progress
 
-        generator = engine()
         per_call = max(1, batch_size // n)
-        bar = Progress(total=len(missing), enabled=progress, desc=f"generating {n} x {len(missing)} prompts")
-        for start in range(0, len(missing), per_call):
-            chunk = missing[start : start + per_call]
-            torch.manual_seed(chunk_seed(seed, chunk[0]))
-            batch = generator.generate(chunk, n=n, sampling=sampling)
-            lengths = batch.lengths.long().tolist()
-            truncated = batch.truncated.tolist()
-            prompt_tokens = batch.prompt_mask.sum(dim=1).long().tolist()
-            for i, prompt in enumerate(chunk):
-                rows = slice(i * n, (i + 1) * n)
-                cache.put(prompt, Generation(batch.texts[rows], lengths[rows], [bool(t) for t in truncated[rows]],
-                                             int(prompt_tokens[i * n])))
-            bar.update(start + len(chunk))
+        chunks = [missing[i : i + per_call] for i in range(0, len(missing), per_call)]
+        W = dist.world_size
+        bar = Progress(total=len(missing), enabled=progress and dist.is_main,
+                       desc=f"generating {n} x {len(missing)} prompts")
+        done = 0
+        for first in range(0, len(chunks), W):  # one round: a chunk per rank
+            mine = first + dist.rank
+            made = _generate_chunk(engine(), chunks[mine], n, sampling, seed) if mine < len(chunks) else []
+            for part in all_gather_objects(dist, made):  # rank order = chunk order
+                for prompt, generation in part:
+                    cache.put(prompt, generation, write=dist.is_main)
+                    done += 1
+            bar.update(done)
         bar.close()
     return [cache.get(p) for p in prompts]
+
+
+def _generate_chunk(generator: RolloutEngine, chunk: list[str], n: int, sampling: SamplingParams,
+                    seed: int) -> list[tuple[str, Generation]]:
+    import torch
+
+    torch.manual_seed(chunk_seed(seed, chunk[0]))  # from the chunk's first prompt, never from the rank
+    batch = generator.generate(chunk, n=n, sampling=sampling)
+    lengths = batch.lengths.long().tolist()
+    truncated = batch.truncated.tolist()
+    prompt_tokens = batch.prompt_mask.sum(dim=1).long().tolist()
+    return [(prompt, Generation(batch.texts[i * n : (i + 1) * n], lengths[i * n : (i + 1) * n],
+                                [bool(t) for t in truncated[i * n : (i + 1) * n]], int(prompt_tokens[i * n])))
+            for i, prompt in enumerate(chunk)]

@@ -3,6 +3,10 @@
 Run folder: ``config.json``, ``results.json`` (metrics of the base prompt, each prompt variant's metrics and the
 spread of pass@1 over variants, and every sampling setting), ``completions.jsonl`` (one line per sample),
 ``report.md`` with ``pass_at_k.png`` and ``lengths.png``.
+
+Under torchrun / srun the generation is shared by the ranks (``r1lab.evals.generations``: whole chunks of prompts
+per rank, seeded by their prompts, so the samples are those of one process); rank 0 scores, writes the cache and the
+run folder, and the other ranks return an empty result once the generations are gathered.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from r1lab.evals.generations import Generation, GenerationCache, generate_cached
 from r1lab.evals.metrics import Sample, cluster_answers, reflection_counts, reflection_pattern, summarize
 from r1lab.rewards.functions import format_reward
 from r1lab.types import Example
+
+COLLECTIVE_TIMEOUT_MINUTES = 60.0
+
 
 @dataclass
 class EvalResult:
@@ -117,16 +124,21 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     from r1lab.tasks import load_task_config
     from r1lab.tasks.prompt_limits import fit_task, prompt_limit
 
+    from r1lab.parallel import init_distributed
+
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     run_dir = Path(cfg.log.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.model.device)
+    # a rank waits for the others' chunk at the end of each round: the timeout bounds one chunk's generation
+    dist, rank_device = init_distributed(torch.device(resolve_device(cfg.model.device)), COLLECTIVE_TIMEOUT_MINUTES)
+    device = str(rank_device)  # under torchrun with CUDA: this rank's GPU (LOCAL_RANK)
     # Resolved before anything is recorded: config.json, the results and the generation cache's key name the dtype
     # that generated, never "auto", and config.json the problems evaluated (task.split, task.eval_size).
     cfg.model.dtype = generation_dtype(device, cfg.model.dtype)
     cfg.task.split, cfg.task.eval_size = cfg.task.resolved_split(), cfg.task.resolved_eval_size()
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    if dist.is_main:
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     started = time.monotonic()
 
     folder = resolve_model_folder(cfg.model.name)
@@ -164,6 +176,9 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     engine_setting = {"model": model_fingerprint(folder), "dtype": cfg.model.dtype, "device": device.split(":")[0],
                       "engine": "hf_generate" if engine_factory is None else "custom", "seed": s.seed}
     if cfg.method.name != "sample":
+        if dist.distributed:
+            raise ValueError(f"method.name={cfg.method.name} runs in one process; launch it without torchrun/srun "
+                             f"(method.name=sample, the default, runs data-parallel)")
         from r1lab.evals.generations import setting_key
         from r1lab.evals.methods import run_method
 
@@ -180,7 +195,9 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     for name, prompt in prompt_variants(cfg).items():
         prompts = render_prompts(task.eval, task.train, tokenizer, prompt, t.seed)
         generated += len({p for p in prompts if cache.get(p) is None})
-        gens = generate_cached(prompts, s.n, sampling, cache, engine, s.batch_size, s.seed, cfg.log.progress)
+        gens = generate_cached(prompts, s.n, sampling, cache, engine, s.batch_size, s.seed, cfg.log.progress, dist)
+        if not dist.is_main:  # rank 0 scores and writes
+            continue
         problems, records = score_generations(task, task.eval, gens, cfg.metrics.extraction,
                                               cfg.metrics.reflection_words, cfg.metrics.score_workers)
         m = cfg.metrics
@@ -192,6 +209,8 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
                 record["prompt"] = prompts[i // s.n]
         all_records += records
 
+    if not dist.is_main:
+        return EvalResult(run_dir, {}, generated)
     results: dict[str, Any] = {
         "model": cfg.model.name, "model_folder": str(folder), "task": t.name, "task_params": task_params(t),
         "task_seed": t.seed, "task_split": t.split, "num_problems": len(task.eval),
