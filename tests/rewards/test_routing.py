@@ -89,7 +89,7 @@ def test_no_applicable_reward_scores_zero():
 
 
 def test_grpo_logs_means_over_the_samples_a_reward_applied_to():
-    from r1lab.train.grpo import _rollout_metrics, _row_records
+    from r1lab.train.grpo_metrics import rollout_metrics as _rollout_metrics, row_records as _row_records
 
     results = [RewardResult(1.5, {"accuracy": 1.0, "format": 1.0}), RewardResult(0.0, {"accuracy": 0.0, "format": 0.0}),
                RewardResult(1.5, {"format": 1.0, "rm": 0.5}), RewardResult(4.0, {"format": 0.0, "rm": 2.0})]
