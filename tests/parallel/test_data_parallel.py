@@ -85,7 +85,8 @@ def test_grpo_two_ranks_train_the_single_process_weights(tiny_model_dir, tmp_pat
         for key in ("reward/mean", "tokens/generated", "eval/greedy_accuracy", "policy/trained_sequences"):
             assert a.get(key) == b.get(key), key
         assert a.get("loss/policy") == pytest.approx(b.get("loss/policy"), abs=1e-12)
-    samples = lambda d: [(s["prompt_id"], s["completion"]) for s in map(json.loads, (d / "samples.jsonl").open())]  # noqa: E731
+    samples = lambda d: [(s["split"], s["step"], s.get("prompt_id", s.get("id")), s["completion"])  # noqa: E731
+                         for s in map(json.loads, (d / "samples.jsonl").open())]
     assert samples(one) == samples(two)
     assert out.stdout.count("run folder:") == 1  # rank 0 prints the summary
 
@@ -226,13 +227,12 @@ def _worker_pids(launcher_pid: int) -> list[int]:
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_path, parallel):
     """fp32: kill -9 of one rank after its second checkpoint ends the whole job (no hang); `--resume` under torchrun
-    finishes it bit for bit as an uninterrupted 2-rank run, and within fp32 rounding of one process."""
+    finishes it bit for bit as an uninterrupted 2-rank run (against one process: the test below)."""
     common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=8",
                                                      "model.rollout_dtype=float32", "model.autocast=none",
                                                      "log.checkpoint_every=1", "log.keep_checkpoints=8",
                                                      f"train.parallel={parallel}"])]
-    one, two, straight = tmp_path / "one", tmp_path / "two", tmp_path / "straight"
-    run(1, "grpo", *common, "--set", f"log.output_dir={one}")
+    two, straight = tmp_path / "two", tmp_path / "straight"
     run(2, "grpo", *common, "--set", f"log.output_dir={straight}")
     job = subprocess.Popen(launch(2, "grpo", *common, "--set", f"log.output_dir={two}"), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -252,8 +252,23 @@ def test_a_killed_rank_ends_the_job_and_resume_continues(tiny_model_dir, tmp_pat
     run(2, "grpo", *common, "--set", f"log.output_dir={two}", "--resume")
     assert max_difference(weights(straight), weights(two)) == 0.0  # the resume is exact
     assert [r.get("loss/policy") for r in metrics(straight)] == [r.get("loss/policy") for r in metrics(two)]
-    assert max_difference(weights(one), weights(two)) < 1e-5
     assert [r["step"] for r in metrics(two)] == list(range(9))  # every step logged exactly once
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_fp32_two_ranks_agree_with_one_process(tiny_model_dir, tmp_path, parallel):
+    """The issue's check: fp32, 2 steps, `torchrun ... -m r1lab grpo` and `python -m r1lab grpo` write final/ weights
+    that agree to 1e-5, at lr 1e-4. (AdamW divides by the root of the second moment, so a parameter whose gradient is
+    near zero moves by about lr whatever fp32 rounding did to that gradient: at the other tests' lr of 1e-2 the
+    world sizes differ by ~2e-4 after 2 steps. The exact comparisons above run in float64 for that reason.)"""
+    common = ["configs/zero_cpu.yaml", *sets(GRPO + [f"model.name={tiny_model_dir}", "train.steps=2", "eval.every=0",
+                                                     "train.lr=1e-4", "model.rollout_dtype=float32", "model.autocast=none",
+                                                     f"train.parallel={parallel}"])]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(1, "grpo", *common, "--set", f"log.output_dir={one}")
+    run(2, "grpo", *common, "--set", f"log.output_dir={two}")
+    assert max_difference(weights(one), load_file(Path(tiny_model_dir) / "model.safetensors")) > 1e-4
+    assert max_difference(weights(one), weights(two)) < 1e-5
 
 
 def test_a_sharded_checkpoint_refuses_another_world_size(tiny_model_dir, tmp_path):

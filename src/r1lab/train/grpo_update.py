@@ -47,9 +47,9 @@ def rollout_kl(cfg: GRPOConfig, policy, reference, batch) -> torch.Tensor:
     with torch.no_grad():
         for i in range(0, B, size):
             idx = torch.arange(i, min(i + size, B))
-            logp = batch_forward(cfg, policy, batch, idx, per_row=sharded)[0]
+            logp = batch_forward(cfg, policy, batch, idx, per_row=per_row)[0]
             with adapter_disabled(reference):  # LoRA: the reference is the policy, adapter off
-                ref = batch_forward(cfg, reference, batch, idx, per_row=sharded)[0]
+                ref = batch_forward(cfg, reference, batch, idx, per_row=per_row)[0]
             out[idx] = (logp - ref).double()
     return out
 
