@@ -68,7 +68,7 @@ def test_grpo_then_eval_on_a_benchmark_dataset(dataset, tiny_model_dir, tmp_path
     held_out = read_jsonl(run / "eval" / "step_0.jsonl")
     source = task[0].removeprefix("task.name=hf:")
     assert len(held_out) == 2 and all(r["id"].startswith(source) for r in held_out)
-    samples = read_jsonl(run / "samples.jsonl")
+    samples = [s for s in read_jsonl(run / "samples.jsonl") if s["split"] == "train"]  # rollouts, not held-out
     assert samples and not {s["prompt_id"] for s in samples} & {r["id"] for r in held_out}
 
     out = tmp_path / "eval"
