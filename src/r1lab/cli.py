@@ -114,9 +114,9 @@ def _add_sft_parser(sub) -> None:
     _add_dry_run(sft)
 
 
-# The jobs that run data-parallel under torchrun / srun (r1lab.parallel); the rest refuse a multi-process launch.
-# Jobs that run data-parallel under torchrun / srun; the others (prm, serve, pipeline) refuse a multi-process launch
-DATA_PARALLEL_COMMANDS = ("grpo", "zero", "sft", "rm", "eval")
+# The jobs that run data-parallel under torchrun / srun (r1lab.parallel); the others (filter, journey, serve,
+# pipeline, compare) refuse a multi-process launch, which would repeat the whole job on every rank.
+DATA_PARALLEL_COMMANDS = ("grpo", "zero", "sft", "rm", "eval", "generate", "prm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,6 +373,8 @@ def _run_data(args: argparse.Namespace, cfg: Any) -> int:
             from r1lab.data.generate import format_summary, run_generate, summary_path
 
             summary = run_generate(cfg)
+            if not _finish_ranks():  # rank 0 prints the summary
+                return 0
             print(format_summary(summary))
             print(f"summary: {summary_path(cfg.output.path)}")
         elif args.command == "filter":
@@ -460,6 +462,8 @@ def _run_prm(cfg: Any) -> int:
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if not _finish_ranks():  # rank 0 prints the summary
+        return 0
     print(f"run folder: {cfg.log.output_dir} (labels, metrics, prm_training.png, summary.json, final/)")
     agreement = summary.get("heldout/step_accuracy")
     shown = f"{agreement:.3f}" if agreement is not None else "n/a (no held-out problems)"

@@ -80,3 +80,25 @@ def test_prm_spec_errors(scripted_ctx):
         build_prm({"kind": "trained"}, ctx)
     with pytest.raises(ValueError, match="allowed: judge, trained"):
         build_prm({"kind": "oracle", "model": "x"}, ctx)
+
+
+def test_labelling_seeds_come_from_the_problem_not_the_batch(scripted_ctx):
+    """Each problem's solutions and each (solution, step)'s rollouts get a seed of their own, the same whether the
+    problem is labelled alone or with others (as on another rank): the labels then do not depend on the sharding."""
+    def seeds_by_prompt(examples):
+        ctx, engine = scripted_ctx(solver)
+        seen = {}
+        generate = engine.generate
+
+        def recording(prompts, n, sampling, seeds=None):
+            seen.update(zip(prompts, seeds))
+            return generate(prompts, n, sampling, seeds)
+
+        engine.generate = recording
+        monte_carlo_labels(examples, ctx, solutions=2, rollouts=2)
+        return seen
+
+    other = Example("e1", "5", prompt="3+2?")
+    together, alone = seeds_by_prompt([other, EX[0]]), seeds_by_prompt(EX)
+    assert alone and all(together[p] == s for p, s in alone.items())
+    assert len(set(together.values())) == len(together)  # 2 problems + their 3 step prefixes each: all distinct

@@ -339,6 +339,6 @@ def test_single_process_jobs_refuse_a_multi_process_launch(monkeypatch, capsys):
     from r1lab.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["prm"]) == 2
+    assert main(["filter"]) == 2
     err = capsys.readouterr().err
-    assert "runs in one process" in err and "grpo, zero, sft, rm, eval" in err
+    assert "runs in one process" in err and "grpo, zero, sft, rm, eval, generate, prm" in err

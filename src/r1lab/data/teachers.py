@@ -69,6 +69,9 @@ class Teacher(Protocol):
 
     def generate(self, requests: list[TeacherRequest]) -> Iterator[tuple[TeacherRequest, TeacherReply]]: ...
 
+    # the requests split into work units for data-parallel generation (r1lab.data.generate deals them to ranks)
+    def blocks(self, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]: ...
+
     def close(self) -> None: ...
 
 
@@ -76,6 +79,12 @@ class Teacher(Protocol):
 # Programmatic teachers
 # ---------------------------------------------------------------------------------------------------------------
 _WORDISH = re.compile(r"\w+|[^\w\s]")
+PROGRAM_BLOCK = 256  # requests per data-parallel work unit: solvers take microseconds, a round costs a collective
+
+
+def consecutive(requests: list[TeacherRequest], size: int) -> list[list[TeacherRequest]]:
+    """``requests`` in consecutive blocks of at most ``size``."""
+    return [requests[i : i + size] for i in range(0, len(requests), size)]
 
 
 def count_tokens_roughly(text: str) -> int:
@@ -99,6 +108,10 @@ class ProgramTeacher:
             raise ValueError(f"program teacher error_rate must be in [0, 1], got {error_rate}")
         self.name = f"program:{program}"
         self._solve, self.fmt, self.error_rate, self.seed = PROGRAMS[program], fmt, error_rate, seed
+
+    def blocks(self, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]:
+        """Work units for data-parallel generation (``consecutive``); any split gives the same rows."""
+        return consecutive(requests, PROGRAM_BLOCK)
 
     def generate(self, requests: list[TeacherRequest]) -> Iterator[tuple[TeacherRequest, TeacherReply]]:
         for req in requests:
@@ -144,6 +157,28 @@ class LocalTeacher:
 
         return build_prompt(example, self.tokenizer, self.prompt.template, self.prompt.system, self.prompt.instruction)
 
+    def _chunks(self, requests: list[TeacherRequest]) -> list[list[list[TeacherRequest]]]:
+        """The engine calls ``generate`` makes, each a list of groups (one prompt's requests each). The engine
+        samples n completions per prompt, so prompts missing the same number of samples go together, at most
+        ``batch_size`` sequences per call."""
+        by_example: dict[str, list[TeacherRequest]] = {}
+        for req in requests:
+            by_example.setdefault(req.example.id, []).append(req)
+        by_n: dict[int, list[list[TeacherRequest]]] = {}
+        for group in by_example.values():
+            by_n.setdefault(len(group), []).append(group)
+        chunks = []
+        for n, groups in by_n.items():
+            per_call = max(1, self.batch_size // n)
+            chunks += [groups[start : start + per_call] for start in range(0, len(groups), per_call)]
+        return chunks
+
+    def blocks(self, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]:
+        """One block per engine call of ``generate(requests)``. A block given back to ``generate`` is that one call
+        again (same prompts, same seed from its first request), so ranks that each generate some of the blocks
+        write exactly the rows of one process."""
+        return [[req for group in chunk for req in group] for chunk in self._chunks(requests)]
+
     def generate(self, requests: list[TeacherRequest]) -> Iterator[tuple[TeacherRequest, TeacherReply]]:
         import torch
 
@@ -151,27 +186,18 @@ class LocalTeacher:
 
         params = SamplingParams(temperature=self.sampling.temperature, top_p=self.sampling.top_p,
                                 max_new_tokens=self.sampling.max_new_tokens)
-        # The engine samples n completions per prompt; prompts missing the same number of samples go together.
-        by_example: dict[str, list[TeacherRequest]] = {}
-        for req in requests:
-            by_example.setdefault(req.example.id, []).append(req)
-        by_n: dict[int, list[list[TeacherRequest]]] = {}
-        for group in by_example.values():
-            by_n.setdefault(len(group), []).append(group)
-        for n, groups in by_n.items():
-            per_call = max(1, self.batch_size // n)
-            for start in range(0, len(groups), per_call):
-                chunk = groups[start : start + per_call]
-                torch.manual_seed(chunk[0][0].seed)
-                began = time.perf_counter()
-                batch = self.engine.generate([self.render(g[0].example) for g in chunk], n, params)
-                latency = (time.perf_counter() - began) / len(batch.texts)
-                prompt_tokens = batch.prompt_mask.sum(dim=1).tolist()
-                lengths = batch.lengths.long().tolist()
-                truncated = batch.truncated.tolist()
-                for row, req in enumerate(r for g in chunk for r in g):
-                    yield req, TeacherReply(batch.texts[row], int(prompt_tokens[row]), int(lengths[row]),
-                                            "length" if truncated[row] else "stop", latency)
+        for chunk in self._chunks(requests):
+            n = len(chunk[0])
+            torch.manual_seed(chunk[0][0].seed)
+            began = time.perf_counter()
+            batch = self.engine.generate([self.render(g[0].example) for g in chunk], n, params)
+            latency = (time.perf_counter() - began) / len(batch.texts)
+            prompt_tokens = batch.prompt_mask.sum(dim=1).tolist()
+            lengths = batch.lengths.long().tolist()
+            truncated = batch.truncated.tolist()
+            for row, req in enumerate(r for g in chunk for r in g):
+                yield req, TeacherReply(batch.texts[row], int(prompt_tokens[row]), int(lengths[row]),
+                                        "length" if truncated[row] else "stop", latency)
 
     def close(self) -> None:
         pass
@@ -182,6 +208,7 @@ class LocalTeacher:
 # ---------------------------------------------------------------------------------------------------------------
 RETRY_STATUS = (408, 409, 429)  # plus every 5xx: the server may succeed on a later try
 MAX_BACKOFF_S = 60.0
+ENDPOINT_BLOCK_PER_THREAD = 4
 
 
 @dataclass(frozen=True)
@@ -309,6 +336,11 @@ class EndpointTeacher:
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         return TeacherReply(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), finish,
                             latency, meta)
+
+    def blocks(self, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]:
+        """Work units for data-parallel generation: a few requests per thread, so a rank keeps its ``concurrency``
+        busy through most of a round (a round waits for its slowest request)."""
+        return consecutive(requests, ENDPOINT_BLOCK_PER_THREAD * self.settings.concurrency)
 
     def generate(self, requests: list[TeacherRequest]) -> Iterator[tuple[TeacherRequest, TeacherReply]]:
         """Replies in completion order, at most ``concurrency`` requests in flight. After a failure no new request

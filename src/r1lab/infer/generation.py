@@ -24,8 +24,9 @@ class Completion:
 
 class TextGenerator(Protocol):
     def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
-                 max_tokens: Sequence[int] | None = None) -> list[list[Completion]]:
-        """n completions per prompt; ``max_tokens[i]`` caps prompt i (default: ``sampling.max_new_tokens``)."""
+                 max_tokens: Sequence[int] | None = None, seeds: Sequence[int] | None = None) -> list[list[Completion]]:
+        """n completions per prompt; ``max_tokens[i]`` caps prompt i (default: ``sampling.max_new_tokens``);
+        ``seeds[i]``: prompt i's sampling seed (``RolloutEngine.generate``), None: the engine's own RNG."""
         ...
 
 
@@ -50,9 +51,11 @@ class EngineGenerator:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
-                 max_tokens: Sequence[int] | None = None) -> list[list[Completion]]:
+                 max_tokens: Sequence[int] | None = None, seeds: Sequence[int] | None = None) -> list[list[Completion]]:
         import dataclasses
 
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         caps = list(max_tokens) if max_tokens is not None else [sampling.max_new_tokens] * len(prompts)
         if len(caps) != len(prompts):
             raise ValueError(f"{len(caps)} token caps for {len(prompts)} prompts")
@@ -61,7 +64,8 @@ class EngineGenerator:
         if min(caps) < 1:
             raise ValueError(f"token caps must be >= 1, got {min(caps)}")
         widest = dataclasses.replace(sampling, max_new_tokens=max(caps))
-        batch = self.engine.generate(list(prompts), n=n, sampling=widest)
+        batch = self.engine.generate(list(prompts), n=n, sampling=widest,
+                                     seeds=None if seeds is None else list(seeds))
         self.calls += 1
         lengths = batch.lengths.long().tolist()
         truncated = batch.truncated.tolist()
@@ -122,7 +126,7 @@ class CachedGenerator:
                 self._items[row["key"]] = row["groups"]
 
     def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
-                 max_tokens: Sequence[int] | None = None) -> list[list[Completion]]:
+                 max_tokens: Sequence[int] | None = None, seeds: Sequence[int] | None = None) -> list[list[Completion]]:
         import dataclasses
         import hashlib
         import json
@@ -131,6 +135,8 @@ class CachedGenerator:
 
         caps = list(max_tokens) if max_tokens is not None else None
         request = [self.index, list(prompts), n, dataclasses.asdict(sampling), list(stop), caps]
+        if seeds is not None:  # keys of calls without seeds stay as they were
+            request.append(list(seeds))
         key = hashlib.sha256(json.dumps(request).encode("utf-8")).hexdigest()
         self.index += 1
         if key in self._items:
@@ -139,7 +145,7 @@ class CachedGenerator:
         if self._inner is None:
             self._inner = self._make_inner()
         torch.manual_seed(int(hashlib.sha256(f"{self.seed}:{key}".encode()).hexdigest()[:8], 16))
-        out = self._inner.complete(prompts, n, sampling, stop, max_tokens)
+        out = self._inner.complete(prompts, n, sampling, stop, max_tokens, seeds)
         self.calls += 1
         groups = [[dataclasses.asdict(c) for c in group] for group in out]
         self._items[key] = groups

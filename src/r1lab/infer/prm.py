@@ -15,6 +15,7 @@ al. 2024 (arXiv 2408.03314).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
     from r1lab.infer.base import InferContext
+    from r1lab.parallel import DistContext
     from r1lab.types import Example
 
 AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
@@ -119,21 +121,32 @@ class TrainedPRM:
         return out
 
 
+def labelling_seed(seed: int, *parts: Any) -> int:
+    """A sampling seed from the run seed and what is sampled (a problem; a solution's step), never from the rank,
+    the batch or the call: the labels are then the same at any world size, in any chunking (up to the numerics of
+    differently composed batches)."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:15], 16)
+
+
 def monte_carlo_labels(examples: list["Example"], ctx: "InferContext", solutions: int = 4, rollouts: int = 4,
                        delimiter: str = "\n", max_steps: int = 8, mode: str = "soft") -> list[dict[str, Any]]:
     """Math-Shepherd step labels: for each sampled solution and each of its steps, roll out ``rollouts``
     continuations from the prefix ending at that step and label the step with the share that reach a correct answer
     (``soft``) or with whether any does (``hard``). The last step's label is the solution's own correctness.
+    Sampling is seeded per problem (from ``ctx.seed``, its id and prompt) and per (problem, solution, step) for
+    the rollouts (``labelling_seed``).
 
     Returns records ``{question, steps, labels, correct}``, one per sampled solution with at least one step.
     """
     if mode not in ("soft", "hard"):
         raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
     prompts = [ctx.render(e, None) for e in examples]
-    sampled = ctx.generator.complete(prompts, solutions, ctx.sampling)
-    records, prefixes = [], []  # prefixes: (record index, step index, prompt text)
+    seeds = [labelling_seed(ctx.seed, e.id, p) for e, p in zip(examples, prompts)]
+    sampled = ctx.generator.complete(prompts, solutions, ctx.sampling, seeds=seeds)
+    records, prefixes = [], []  # prefixes: (record index, step index, prompt text, seed)
     for example, prompt, group in zip(examples, prompts, sampled):
-        for completion in group:
+        for j, completion in enumerate(group):
             steps = split_steps(completion.text, delimiter)[:max_steps]
             if not steps:
                 continue
@@ -142,10 +155,12 @@ def monte_carlo_labels(examples: list["Example"], ctx: "InferContext", solutions
                             "correct": correct, "example": example})
             records[-1]["labels"][-1] = 1.0 if correct else 0.0
             for i in range(len(steps) - 1):
-                prefixes.append((len(records) - 1, i, prompt + delimiter.join(steps[: i + 1]) + delimiter))
+                prefixes.append((len(records) - 1, i, prompt + delimiter.join(steps[: i + 1]) + delimiter,
+                                 labelling_seed(ctx.seed, example.id, prompt, j, i)))
     if prefixes:
-        continued = ctx.generator.complete([p[2] for p in prefixes], rollouts, ctx.sampling)
-        for (r, i, _), group in zip(prefixes, continued):
+        continued = ctx.generator.complete([p[2] for p in prefixes], rollouts, ctx.sampling,
+                                           seeds=[p[3] for p in prefixes])
+        for (r, i, _, _), group in zip(prefixes, continued):
             rec = records[r]
             head = delimiter.join(rec["steps"][: i + 1]) + delimiter
             hits = [ctx.score(ctx.answer_of(head + c.text), rec["example"]) >= 1.0 for c in group]
@@ -157,25 +172,36 @@ def monte_carlo_labels(examples: list["Example"], ctx: "InferContext", solutions
 
 def train_prm(records: list[dict[str, Any]], base_model: str | Path, output_dir: str | Path, epochs: int = 3,
               lr: float = 1e-4, batch_size: int = 8, separator: str = "\n", seed: int = 0,
-              on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+              on_step: Callable[[int, dict[str, float]], None] | None = None, device: str = "cpu",
+              dist: "DistContext | None" = None) -> Path:
     """Fit a PRM on step-labelled records (binary cross-entropy on soft labels at each step end) starting from a
     causal LM folder, and save it as an HF token-classification folder plus ``r1lab_prm.json``. ``on_step(step,
-    metrics)`` is called after every optimizer step (loss, step-label accuracy at 0.5, epoch)."""
+    metrics)`` is called after every optimizer step (loss, step-label accuracy at 0.5, epoch).
+
+    ``dist`` (data-parallel, every rank holding every record): each rank runs its contiguous share of each batch,
+    its loss summed over its steps and divided by the batch's labelled steps on all ranks, and the gradients are
+    summed over ranks before the step, so every rank takes one process's step. Rank 0 saves the folder.
+    """
     import random
 
     import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-    from r1lab.algos.logprobs import position_ids_from_mask
     from r1lab.models.loading import resolve_model_folder
+    from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_sum, barrier, shard_bounds
     from r1lab.train.optim import build_optimizer
 
     if not records:
         raise ValueError("train_prm: no labelled solutions to train on")
+    dist = dist or DistContext()
     folder = resolve_model_folder(str(base_model))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    torch.manual_seed(seed)
-    model = AutoModelForTokenClassification.from_pretrained(folder, num_labels=1)
+    torch.manual_seed(seed)  # the fresh head: the same on every rank
+    # No dropout before the head (transformers' token-classification default is 0.1): its masks would be drawn per
+    # rank's share of the batch, so W ranks would not train one process's weights; the reward model's head has none.
+    config = AutoConfig.from_pretrained(folder, num_labels=1)
+    config.classifier_dropout = 0.0
+    model = AutoModelForTokenClassification.from_pretrained(folder, config=config, dtype=torch.float32).to(device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     model.config.pad_token_id = pad
     encoded = [(*encode_steps(tokenizer, r["question"], r["steps"], separator), r["labels"]) for r in records]
@@ -187,28 +213,47 @@ def train_prm(records: list[dict[str, Any]], base_model: str | Path, output_dir:
     for epoch in range(epochs):
         random.Random(seed + epoch).shuffle(order)
         for start in range(0, len(order), batch_size):
-            chunk = [encoded[i] for i in order[start : start + batch_size]]
-            ids, mask = _pad_batch([c[0] for c in chunk], pad, left=False)  # (B, T)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[..., 0]
-            rows = torch.tensor([i for i, c in enumerate(chunk) for _ in c[1]])
-            cols = torch.tensor([e for c in chunk for e in c[1]])
-            targets = torch.tensor([float(y) for c in chunk for y in c[2]])
-            read = logits[rows, cols]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(read, targets)
+            batch = [encoded[i] for i in order[start : start + batch_size]]
+            count = sum(len(c[1]) for c in batch)  # the batch's labelled steps, over all ranks
+            lo, hi = shard_bounds(len(batch), dist)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum, hits = _prm_backward(model, batch[lo:hi], pad, count, device) if hi > lo else (0.0, 0.0)
+            all_reduce_gradients(model, dist)
             optimizer.step()
             scheduler.step()
             step += 1
+            loss, hits = all_reduce_sum(dist, [loss_sum, hits])
             if on_step is not None:
-                hits = ((read.detach() > 0) == (targets > 0.5)).float().mean()
-                on_step(step, {"train/loss": float(loss.detach()), "train/step_accuracy": float(hits), "train/epoch": epoch})
+                on_step(step, {"train/loss": loss, "train/step_accuracy": hits / count, "train/epoch": epoch})
     output_dir = Path(output_dir)
-    model.save_pretrained(output_dir, safe_serialization=True)
-    tokenizer.save_pretrained(output_dir)
-    (output_dir / PRM_META).write_text(json.dumps({"kind": "trained", "separator": separator,
-                                                   "base_model": str(base_model), "records": len(records)}))
+    if dist.is_main:
+        model.save_pretrained(output_dir, safe_serialization=True)
+        tokenizer.save_pretrained(output_dir)
+        (output_dir / PRM_META).write_text(json.dumps({"kind": "trained", "separator": separator,
+                                                       "base_model": str(base_model), "records": len(records)}))
+    barrier(dist)  # every rank may read final/ once this returns
     return output_dir
+
+
+def _prm_backward(model, rows: list[tuple[list[int], list[int], list[float]]], pad: int, count: int,
+                  device: str) -> tuple[float, float]:
+    """Backward of the BCE summed over ``rows``' labelled steps and divided by ``count`` (the whole batch's steps);
+    returns that loss and the number of steps whose score sides with the label."""
+    import torch
+
+    from r1lab.algos.logprobs import position_ids_from_mask
+
+    ids, mask = _pad_batch([r[0] for r in rows], pad, left=False)  # (B, T), right-padded
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                   position_ids=position_ids_from_mask(mask).to(device)).logits[..., 0]  # (B, T)
+    at_rows = torch.tensor([i for i, r in enumerate(rows) for _ in r[1]], device=logits.device)
+    at_cols = torch.tensor([e for r in rows for e in r[1]], device=logits.device)
+    read = logits[at_rows, at_cols]  # (S,): one logit per labelled step
+    targets = torch.tensor([float(y) for r in rows for y in r[2]], dtype=read.dtype, device=read.device)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(read, targets, reduction="sum") / count
+    loss.backward()
+    hits = ((read.detach() > 0) == (targets > 0.5)).sum()
+    return float(loss.detach()), float(hits)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@
 The run folder holds config.json, labels.jsonl (training labels), heldout_labels.jsonl, metrics.jsonl (+ TensorBoard),
 prm_training.png, summary.json and final/ (the PRM, loadable with ``method.params.prm={kind: trained, model: FOLDER}``
 by ``r1lab eval --method beam_search|dvts|best_of_n``).
+
+Under torchrun / srun the ranks label their chunks of problems and train on their share of each batch; the labels
+and weights are those of one process (docs/parallel.md), and rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1lab.config import AUTO_DTYPE_HELP, GENERATION_DTYPES, PromptConfig, TaskConfig, option, require, to_dict
+
+if TYPE_CHECKING:
+    from r1lab.infer.base import InferContext
+    from r1lab.parallel import DistContext
+    from r1lab.types import Example
 
 
 @dataclass
@@ -97,24 +105,55 @@ def step_agreement(prm, records: list[dict[str, Any]]) -> dict[str, float]:
             "heldout/label_mean": sum(y for _, y in pairs) / len(pairs)}
 
 
+# Problems labelled together (one solutions call, one rollouts call). Fixed, so that 1 and W ranks make the same
+# engine calls; 16 x mc.solutions=4 fills one decode batch of the engine's 64 sequences.
+LABEL_CHUNK_PROBLEMS = 16
+# A rank waits at the end of each labelling round for the others' chunk, and at the end of the job for rank 0's
+# held-out scoring: the timeout bounds those.
+COLLECTIVE_TIMEOUT_MINUTES = 60.0
+
+
+def label_in_rounds(examples: list["Example"], ctx: "InferContext", dist: "DistContext",
+                    **mc: Any) -> list[dict[str, Any]]:
+    """``monte_carlo_labels`` over chunks of LABEL_CHUNK_PROBLEMS problems, chunk r * W + k on rank k in round r
+    (as ``r1lab eval`` deals its chunks); every rank returns every record, in problem order. Sampling is seeded per
+    problem, so the records are one process's."""
+    from r1lab.infer.prm import monte_carlo_labels
+    from r1lab.parallel import all_gather_objects
+
+    chunks = [examples[i : i + LABEL_CHUNK_PROBLEMS] for i in range(0, len(examples), LABEL_CHUNK_PROBLEMS)]
+    records: list[dict[str, Any]] = []
+    for first in range(0, len(chunks), dist.world_size):
+        mine = first + dist.rank
+        made = monte_carlo_labels(chunks[mine], ctx, **mc) if mine < len(chunks) else []
+        for part in all_gather_objects(dist, made):  # rank order = chunk order
+            records += part
+    return records
+
+
 def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, Any]:
     """Label, train, measure; returns the summary (also written to summary.json). ``generator``/``tokenizer``
-    replace the policy (tests)."""
+    replace the policy (tests). Under torchrun / srun the ranks share the labelling (``label_in_rounds``) and
+    each optimizer step's batch (``train_prm``); rank 0 writes the run folder. The other ranks return {}."""
     import torch
 
     from r1lab.infer.base import InferContext
-    from r1lab.infer.prm import TrainedPRM, monte_carlo_labels, train_prm
+    from r1lab.infer.prm import TrainedPRM, train_prm
     from r1lab.models.loading import resolve_model_folder
     from r1lab.models.templates import build_prompt
+    from r1lab.parallel import init_distributed
     from r1lab.rollout.base import SamplingParams
     from r1lab.tasks import load_task_config
     from r1lab.track.metrics import MetricsLogger
+    from r1lab.train.run_setup import resolve_device
 
     run_dir = Path(cfg.log.output_dir)
     if (run_dir / "final").exists():
         raise FileExistsError(f"{run_dir} already holds a trained PRM (final/); choose another log.output_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    dist, device = init_distributed(resolve_device(cfg.model.device), COLLECTIVE_TIMEOUT_MINUTES)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     torch.manual_seed(cfg.train.seed)
@@ -124,11 +163,9 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
     if generator is None:
         from r1lab.infer.generation import EngineGenerator
         from r1lab.models.loading import load_model
-        from r1lab.rollout.native_engine import NativeEngine
         from r1lab.models.precision import generation_dtype
-        from r1lab.train.run_setup import resolve_device
+        from r1lab.rollout.native_engine import NativeEngine
 
-        device = resolve_device(cfg.model.device)
         loaded = load_model(cfg.model.name, dtype=getattr(torch, generation_dtype(device, cfg.model.dtype)),
                             device=device)
         tokenizer = loaded.tokenizer
@@ -143,18 +180,20 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
                        model_name=cfg.model.name, seed=cfg.train.seed)
     mc = dict(solutions=cfg.mc.solutions, rollouts=cfg.mc.rollouts, delimiter=cfg.mc.delimiter,
               max_steps=cfg.mc.max_steps, mode=cfg.mc.mode)
-    print(f"labelling {cfg.mc.train_problems} training problems x {cfg.mc.solutions} solutions "
-          f"({cfg.mc.rollouts} rollouts per step) ...", flush=True)
-    records = monte_carlo_labels(task.train[: cfg.mc.train_problems], ctx, **mc)
-    heldout = monte_carlo_labels(task.eval[: cfg.mc.heldout_problems], ctx, **mc) if cfg.mc.heldout_problems else []
-    for name, rows in (("labels.jsonl", records), ("heldout_labels.jsonl", heldout)):
-        with open(run_dir / name, "w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    if dist.is_main:
+        print(f"labelling {cfg.mc.train_problems} training problems x {cfg.mc.solutions} solutions "
+              f"({cfg.mc.rollouts} rollouts per step) on {dist.world_size} rank(s) ...", flush=True)
+    records = label_in_rounds(task.train[: cfg.mc.train_problems], ctx, dist, **mc)
+    heldout = label_in_rounds(task.eval[: cfg.mc.heldout_problems], ctx, dist, **mc)
+    if dist.is_main:
+        for name, rows in (("labels.jsonl", records), ("heldout_labels.jsonl", heldout)):
+            with open(run_dir / name, "w") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
     t_label = time.monotonic() - t0
     if not records:
         raise ValueError("no solution had a step to label: raise mc.max_new_tokens or check the prompt")
 
-    logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
+    logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard) if dist.is_main else None
     history: list[dict[str, Any]] = []
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
@@ -163,14 +202,17 @@ def run_prm_job(cfg: PRMJobConfig, generator=None, tokenizer=None) -> dict[str, 
 
     folder = train_prm(records, resolve_model_folder(cfg.model.name), run_dir / "final", epochs=cfg.train.epochs,
                        lr=cfg.train.lr, batch_size=cfg.train.batch_size, separator=cfg.mc.delimiter,
-                       seed=cfg.train.seed, on_step=on_step)
+                       seed=cfg.train.seed, on_step=on_step if dist.is_main else None, device=str(device), dist=dist)
+    if not dist.is_main:
+        return {}
     summary: dict[str, Any] = {
         "train_solutions": len(records), "train_steps_labelled": sum(len(r["labels"]) for r in records),
         "train_label_mean": sum(sum(r["labels"]) for r in records) / max(1, sum(len(r["labels"]) for r in records)),
         "train_solution_accuracy": sum(r["correct"] for r in records) / len(records),
         "heldout_solutions": len(heldout), "seconds_labelling": t_label, "prm": str(folder),
+        "world_size": dist.world_size,
     }
-    summary.update(step_agreement(TrainedPRM.load(folder), heldout))
+    summary.update(step_agreement(TrainedPRM.load(folder, str(device)), heldout))
     if history:
         summary["final_train_loss"] = history[-1]["train/loss"]
         logger.log(history[-1]["step"], {k: v for k, v in summary.items() if k.startswith("heldout/")})
