@@ -91,7 +91,9 @@ def run_one(job: str, rank: int, steps: int, out: Path) -> dict:
 
 def planned_large() -> list[dict]:
     """The planner on 1.5B and 8B configs written here (no weights): GRPO and SFT, full and LoRA 16, with and
-    without activation checkpointing, bf16 autocast on a GPU (the usual setting), fp32 master weights."""
+    without activation checkpointing, bf16 autocast on a GPU (the usual setting); full fine-tuning with fp32 master
+    weights, and with bf16 ones (fp32 AdamW moments; stochastic rounding or Kahan, r1lab.train.low_precision_adamw,
+    where the bf16 policy is also the rollout copy)."""
     import dataclasses
 
     from transformers import LlamaConfig, Qwen2Config
@@ -118,14 +120,18 @@ def planned_large() -> list[dict]:
         sft = Settings(train_dtype="float32", rollout_dtype="bfloat16", autocast="bfloat16", micro_sequences=4,
                        completion_tokens=2048, logit_rows=512, runtime_bytes=GB // 2)
         for job, st in (("grpo", grpo), ("sft", sft)):
-            # full fine-tuning (fp32 master weights); LoRA over an fp32 base; LoRA over a frozen bf16 base
-            for rank, base in ((0, "float32"), (16, "float32"), (16, "bfloat16")):
+            # full fine-tuning (fp32, then bf16 master weights); LoRA over an fp32 base; over a frozen bf16 base
+            for rank, base, update in ((0, "float32", "none"), (0, "bfloat16", "stochastic_rounding"),
+                                       (0, "bfloat16", "kahan"), (16, "float32", "none"),
+                                       (16, "bfloat16", "stochastic_rounding")):
                 for ckpt in (False, True):
+                    copy = st.rollout_copy and (rank > 0 or base != st.rollout_dtype)
                     p = plan(shape, dataclasses.replace(st, lora_rank=rank, gradient_checkpointing=ckpt,
-                                                        train_dtype=base))
+                                                        train_dtype=base, low_precision_update=update,
+                                                        rollout_copy=copy))
                     rows.append({"model": name, "params": shape.params, "job": job, "lora_rank": rank,
-                                 "base_dtype": base, "gradient_checkpointing": ckpt, "planned_peak": p.peak,
-                                 "fits": {gb: p.peak <= gb * GB for gb in (24, 80, 141)}})
+                                 "base_dtype": base, "low_precision_update": update, "gradient_checkpointing": ckpt,
+                                 "planned_peak": p.peak, "fits": {gb: p.peak <= gb * GB for gb in (24, 80, 141)}})
     return rows
 
 
@@ -140,14 +146,16 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['job']} | {how} | {r['peak_rss'] / GB:.2f} GB | {r['planned_peak'] / GB:.2f} GB | "
                      f"{err:+.0%} | {r['seconds']:.0f} s |")
     lines += [""] if result["measured"] else []
-    lines += ["Planner only (full fine-tuning: fp32 master weights and AdamW states; LoRA: fp32 adapters and "
+    lines += ["Planner only (full fine-tuning: fp32 master weights and AdamW states, or bf16 master weights with "
+              "fp32 AdamW states and stochastic rounding or a bf16 Kahan compensation; LoRA: fp32 adapters and "
               "their AdamW states over an fp32 or a frozen bf16 base; bf16 autocast and rollouts; 0.5 GB CUDA "
               "context; GRPO: 8 x 8 samples of 256 + 1024 tokens, micro-batches of 4 sequences, KL reference; "
               "SFT: micro-batches of 4 x 2048 tokens):", "",
               "| model | job | fine-tuning | activation checkpointing | planned peak | fits 24 GB | fits 80 GB | "
               "fits 141 GB |", "|---|---|---|---|---:|---|---|---|"]
     for r in result["planned"]:
-        how = f"LoRA rank {r['lora_rank']}, {r['base_dtype']} base" if r["lora_rank"] else "full (fp32)"
+        how = f"LoRA rank {r['lora_rank']}, {r['base_dtype']} base" if r["lora_rank"] else \
+            "full (fp32)" if r["base_dtype"] == "float32" else f"full (bf16, {r.get('low_precision_update')})"
         yes = lambda ok: "yes" if ok else "no"  # noqa: E731
         fits = lambda gb: r["fits"].get(gb, r["fits"].get(str(gb)))  # noqa: E731  (str keys once read from JSON)
         lines.append(f"| {r['model']} | {r['job']} | {how} | {yes(r['gradient_checkpointing'])} | "

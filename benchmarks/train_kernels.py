@@ -3,7 +3,9 @@
 1. One layer's attention, forward + backward, at GRPO's shapes for SmolLM2-135M (16 sequences, 127 queries over
    167 keys, 9 query / 3 key-value heads, head dim 64, bf16, a causal + left-padding mask): r1lab's grouped-query
    eager attention (r1lab.algos.gqa_attention) against transformers' ``eager_attention_forward``.
-2. One AdamW step over SmolLM2-135M's parameters: the fused kernel (r1lab.train.optim) against ``foreach``.
+2. One AdamW step over SmolLM2-135M's parameters: the fused kernel (r1lab.train.optim) against ``foreach``; and
+   over the same parameters in bf16, r1lab's LowPrecisionAdamW (fp32 moments; stochastic rounding, Kahan) against
+   torch's fused AdamW on bf16 (bf16 moments, every update rounded to nearest: what bf16 alone would do).
 3. Making one LM-head tile (1,024 x 49,152 fp32): a fresh tensor against refilling a kept buffer (why the
    LM-head tiles in r1lab.algos.logprobs reuse their buffers).
 4. Three micro-batches of 8 sequences x 128 completion tokens through SmolLM2-135M, forward + backward under bf16
@@ -80,6 +82,16 @@ def adamw(repeats: int) -> None:
         results[kernel] = median_seconds(optimizer.step, repeats)
     print(f"AdamW step over {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters: foreach "
           f"{results['foreach']:.3f} s, fused {results['fused']:.3f} s ({results['foreach'] / results['fused']:.2f}x)")
+    from r1lab.train.low_precision_adamw import LowPrecisionAdamW
+
+    model = model.to(torch.bfloat16)  # gradients are cast with their parameters
+    bf16 = {"fused, no remedy": torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.99), fused=True)}
+    for update in ("stochastic_rounding", "kahan"):
+        bf16[update] = LowPrecisionAdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.99), weight_decay=0.0,
+                                         update=update)
+    times = {name: median_seconds(optimizer.step, repeats) for name, optimizer in bf16.items()}
+    print("AdamW step over the bf16 parameters: " + ", ".join(f"{name} {t:.3f} s" for name, t in times.items())
+          + f" (fp32 fused above: {results['fused']:.3f} s)")
 
 
 def tile(repeats: int) -> None:

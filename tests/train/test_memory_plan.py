@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from r1lab.models.tiny import tiny_model, tiny_tokenizer
 from r1lab.train.memory_plan import Settings, model_shape, options_that_fit, plan
@@ -97,3 +98,51 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tiny_model_dir, tmp_path):
                  "activations (one micro-batch)", "with train.gradient_checkpointing=true"):
         assert part in proc.stdout
     assert not run.exists()
+
+
+def test_bf16_master_weights_bytes_by_hand():
+    """bf16 weights: 2 bytes of weight + 2 of gradient + 8 of fp32 AdamW moments per parameter (torch's AdamW
+    would keep bf16 moments: r1lab's LowPrecisionAdamW keeps fp32 ones), Kahan adds a compensation buffer: 2 bytes
+    in bf16, 4 (fp32) over fp16 weights. The reference copy and the activations are in bf16 too."""
+    import dataclasses
+
+    shape, N, V = model_shape(tiny_model().config), hand_params(), vocab()
+    fp32 = plan(shape, BASE)
+    for update, dtype, comp in (("stochastic_rounding", "bfloat16", 0), ("kahan", "bfloat16", 2),
+                                ("kahan", "float16", 4)):
+        p = plan(shape, dataclasses.replace(BASE, train_dtype=dtype, rollout_dtype=dtype, low_precision_update=update))
+        assert p.parts["parameters"] == 2 * N and p.parts["gradients"] == 2 * N
+        assert p.parts["optimizer (AdamW, 2 moments)"] == 8 * N
+        assert p.parts.get("Kahan compensation", 0) == comp * N
+        assert p.parts["reference model"] == 2 * N
+        assert p.parts["activations (one micro-batch)"] == (fp32.parts["activations (one micro-batch)"]
+                                                            - 40 * V * 4 * 2) // 2 + 40 * V * 4 * 2  # logits: fp32
+        assert p.resident == (14 + comp) * N  # against fp32's 20 N (4 + 4 + 8, and a 4-byte reference)
+    assert fp32.resident == 20 * N and "Kahan compensation" not in fp32.parts
+
+
+def test_options_that_fit_offer_bf16_master_weights():
+    import dataclasses
+
+    shape, N = model_shape(tiny_model().config), hand_params()
+    st = dataclasses.replace(BASE, rollout_dtype="bfloat16")  # generation in bf16 (a GPU's auto)
+    bf16 = plan(shape, dataclasses.replace(st, train_dtype="bfloat16", low_precision_update="stochastic_rounding"))
+    tight = plan(shape, st, free=bf16.peak)  # fp32 weights with their bf16 rollout copy do not fit there
+    assert not tight.fits
+    fixes = options_that_fit(shape, tight)
+    assert f"--set model.train_dtype=bfloat16 (bf16 weights with fp32 AdamW moments and stochastic rounding; peak " \
+           f"{bf16.peak / 2**30:.1f} GB)" in fixes
+    # already bf16: nothing more to offer of that kind
+    assert not any("train_dtype" in f for f in options_that_fit(shape, plan(shape, bf16.settings, free=bf16.peak - 1)))
+
+
+def test_job_settings_take_the_resolved_remedy():
+    from r1lab.config import SFTConfig, load_config
+    from r1lab.train.memory_plan import sft_settings
+
+    base = ["data.train_path=x.jsonl", "model.train_dtype=bfloat16"]
+    cpu = torch.device("cpu")
+    assert sft_settings(load_config(SFTConfig, None, base), cpu).low_precision_update == "stochastic_rounding"
+    kahan = load_config(SFTConfig, None, base + ["model.low_precision_update=kahan"])
+    assert sft_settings(kahan, cpu).low_precision_update == "kahan"
+    assert sft_settings(load_config(SFTConfig, None, ["data.train_path=x.jsonl"]), cpu).low_precision_update == "none"

@@ -12,6 +12,7 @@ import torch
 
 from r1lab.models.loading import load_model
 from r1lab.parallel import DistContext, all_reduce_gradients, all_reduce_sum
+from r1lab.train.optim import adamw
 
 
 class ValueModel(torch.nn.Module):
@@ -47,12 +48,14 @@ class Critic:
     """The value model, its optimizer and its update; ``state_dict`` goes into the run's checkpoints."""
 
     def __init__(self, cfg, model_name: str, dtype: torch.dtype, device, dist: DistContext | None = None,
-                 micro_batch_size: int = 16):
+                 micro_batch_size: int = 16, low_precision_update: str = "stochastic_rounding", seed: int = 0):
         self.cfg, self.dist, self.micro = cfg, dist or DistContext(), micro_batch_size
         lm = load_model(model_name, dtype=dtype, device=device).model
         self.model = ValueModel(lm.get_decoder(), lm.config.hidden_size).to(device=device, dtype=dtype)
         self.model.backbone.config.use_cache = False
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        # bf16 / fp16 weights: fp32 moments and low_precision_update's remedy, as the policy's (r1lab.train.optim)
+        self.optimizer = adamw([{"params": list(self.model.parameters()), "weight_decay": 0.0}], cfg.lr, (0.9, 0.999),
+                               low_precision_update, seed)
 
     def _chunks(self, B: int):
         return [torch.arange(i, min(i + self.micro, B)) for i in range(0, B, self.micro)]

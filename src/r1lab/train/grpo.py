@@ -123,10 +123,12 @@ def train_grpo(cfg: GRPOConfig, resume: bool = False) -> RunResult:
     critic = None
     if cfg.algo.advantage == "gae":  # PPO: a value model with its own optimizer (r1lab.train.critic)
         critic = Critic(cfg.critic, cfg.critic.model or cfg.model.name, DTYPE[cfg.model.train_dtype], device, dist,
-                        micro_batch_size=cfg.train.micro_batch_size)
+                        micro_batch_size=cfg.train.micro_batch_size,
+                        low_precision_update=cfg.model.low_precision_update, seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         policy, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
-        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
+        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio, cfg.model.low_precision_update,
+        cfg.train.seed)
     train_sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k, cfg.rollout.max_new_tokens)
 
     # train_seconds: generation + scoring + optimisation; held-out evaluation is not counted

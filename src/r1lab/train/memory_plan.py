@@ -3,8 +3,10 @@
 The model is built on the meta device (shapes, no storage), so a 1.5B or 8B config is planned in a second. The plan
 adds, in bytes:
 
-* parameters (``model.train_dtype``) and, for what trains, gradients (same dtype) and AdamW's two moments (torch
-  keeps them in the parameter's dtype: 8 bytes per trained fp32 parameter);
+* parameters (``model.train_dtype``) and, for what trains, gradients (same dtype) and AdamW's two moments, in the
+  parameter's dtype for fp32 / fp64 (8 bytes per trained fp32 parameter) and in fp32 over bf16 / fp16 weights
+  (r1lab.train.low_precision_adamw: 2 + 2 + 8 = 12 bytes per trained bf16 parameter), plus, with
+  ``model.low_precision_update=kahan``, the compensation buffer (2 bytes per bf16 parameter, 4 per fp16);
 * the reference model (full fine-tuning with ``algo.beta`` > 0; none with LoRA: the adapter is switched off), the
   rollout copy (LoRA: always, the merged weights in ``model.rollout_dtype``; full fine-tuning: only when
   rollout_dtype differs from train_dtype);
@@ -27,6 +29,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from r1lab.config import resolve_low_precision_update
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 GB = 1024**3
@@ -78,6 +82,7 @@ class Settings:
     autocast: str = "none"  # activations in this dtype when set
     lora_rank: int = 0
     lora_targets: tuple[str, ...] = ()
+    low_precision_update: str = "none"  # bf16 / fp16 weights: stochastic_rounding | kahan (a compensation buffer)
     reference: bool = False  # a full-FT reference copy (GRPO, beta > 0)
     rollout_copy: bool = False  # an engine copy besides the policy (full FT: rollout_dtype != train_dtype)
     kv_sequences: int = 0  # sequences generated at once
@@ -129,10 +134,14 @@ def plan(shape: ModelShape, st: Settings, free: int | None = None, device: str =
     tb = max(pb, 4) if st.lora_rank else pb
     trained = lora if st.lora_rank else shape.params
     shard = st.fsdp_ranks if not st.lora_rank else 1
+    # bf16 / fp16 trained weights: fp32 moments, and Kahan's compensation in bf16 / fp32 (low_precision_adamw)
+    kahan = tb < 4 and st.low_precision_update == "kahan"
+    compensation = {"bfloat16": 2, "float16": 4}[st.train_dtype] if kahan else 0
     parts = {
         "parameters": shape.params // shard * pb + lora * tb,
         "gradients": trained // shard * tb,
-        "optimizer (AdamW, 2 moments)": 2 * trained // shard * tb,
+        "optimizer (AdamW, 2 moments)": 2 * trained // shard * max(tb, 4),
+        **({"Kahan compensation": trained // shard * compensation} if compensation else {}),
         "reference model": shape.params * pb if st.reference and not st.lora_rank else 0,
         "rollout copy": shape.params * rb if st.rollout_copy else 0,
         "process (runtime)": st.runtime_bytes,
@@ -202,6 +211,12 @@ def options_that_fit(shape: ModelShape, plan_: MemoryPlan) -> list[str]:
 
     if not st.lora_rank and (p := fits(lora_rank=16)):
         found.append(f"--set lora.rank=16 (peak {p.peak / GB:.1f} GB)")
+    if st.train_dtype == "float32":  # bf16 master weights, fp32 moments, stochastic rounding (low_precision_adamw);
+        # full fine-tuning then needs a rollout copy only where generation runs in another dtype
+        copy = st.rollout_copy if st.lora_rank else st.kv_sequences > 0 and st.rollout_dtype != "bfloat16"
+        if p := fits(train_dtype="bfloat16", low_precision_update="stochastic_rounding", rollout_copy=copy):
+            found.append(f"--set model.train_dtype=bfloat16 (bf16 weights with fp32 AdamW moments and stochastic "
+                         f"rounding; peak {p.peak / GB:.1f} GB)")
     if not st.gradient_checkpointing and (p := fits(gradient_checkpointing=True)):
         found.append(f"--set train.gradient_checkpointing=true (peak {p.peak / GB:.1f} GB)")
     for micro in range(st.micro_sequences // 2, 0, -1):
@@ -263,6 +278,7 @@ def grpo_settings(cfg, device: torch.device, prompt_tokens: int, world_size: int
     return Settings(
         train_dtype=m.train_dtype, rollout_dtype=rollout_dtype, autocast=_concrete(m.autocast, "none"),
         lora_rank=cfg.lora.rank, lora_targets=tuple(cfg.lora.target_modules),
+        low_precision_update=resolve_low_precision_update(m.train_dtype, m.low_precision_update),
         reference=cfg.algo.beta > 0, rollout_copy=cfg.lora.rank > 0 or rollout_dtype != m.train_dtype,
         kv_sequences=min(max(cfg.rollout.batch_size // G, 1) * G, per_rank), kv_tokens=length,
         decode_weights=cfg.rollout.engine == "native" and cfg.rollout.fast_decode,
@@ -280,6 +296,7 @@ def sft_settings(cfg, device: torch.device, world_size: int = 1) -> Settings:
     return Settings(
         train_dtype=m.train_dtype, rollout_dtype=rollout_dtype, autocast=_concrete(m.autocast, "none"),
         lora_rank=cfg.lora.rank, lora_targets=tuple(cfg.lora.target_modules),
+        low_precision_update=resolve_low_precision_update(m.train_dtype, m.low_precision_update),
         rollout_copy=generates and (cfg.lora.rank > 0 or rollout_dtype != m.train_dtype),
         kv_sequences=cfg.eval.batch_size if generates else 0, kv_tokens=cfg.data.max_length, decode_weights=generates,
         micro_sequences=cfg.train.micro_batch_size, prompt_tokens=0, completion_tokens=cfg.data.max_length,

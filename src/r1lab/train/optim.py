@@ -7,6 +7,8 @@ import math
 import torch
 from torch.distributed.tensor import DTensor
 
+from r1lab.train.low_precision_adamw import LOW_PRECISION, UPDATES, LowPrecisionAdamW
+
 SCHEDULES = ("constant", "linear", "cosine")
 
 
@@ -24,9 +26,28 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str,
     raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
 
 
+def adamw(groups: list[dict], lr: float, betas: tuple[float, float], low_precision_update: str = "stochastic_rounding",
+          seed: int = 0, **plain) -> torch.optim.Optimizer:
+    """AdamW over parameter ``groups``: torch's (with ``plain`` keyword arguments) when every parameter is float32 /
+    float64; else r1lab's LowPrecisionAdamW, whose moments are float32 and whose bf16 / fp16 weights take each step
+    by ``low_precision_update`` (stochastic_rounding | kahan; ``seed``: of the rounding's random bits). torch's
+    AdamW would keep bf16 moments and round every update to the nearest bf16, losing those under half an ulp."""
+    params = [p for g in groups for p in g["params"]]
+    low = sorted({str(p.dtype) for p in params if p.dtype in LOW_PRECISION})
+    if not low:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **plain)
+    if low_precision_update not in UPDATES:
+        raise ValueError(f"trained weights in {', '.join(low)} need a remedy for updates under half an ulp: "
+                         f"low_precision_update={low_precision_update!r}; allowed: {', '.join(UPDATES)}")
+    return LowPrecisionAdamW(groups, lr=lr, betas=betas, update=low_precision_update, seed=seed)
+
+
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], total_steps: int,
-                    warmup_steps: int, schedule: str, min_lr_ratio: float):
-    """AdamW with no weight decay on biases and norms; a LambdaLR scheduler stepped once per optimizer step."""
+                    warmup_steps: int, schedule: str, min_lr_ratio: float,
+                    low_precision_update: str = "stochastic_rounding", seed: int = 0):
+    """AdamW with no weight decay on biases and norms; a LambdaLR scheduler stepped once per optimizer step.
+    bf16 / fp16 trained weights: ``adamw``'s LowPrecisionAdamW with ``low_precision_update`` (the run's resolved
+    ``model.low_precision_update``) and ``seed``."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -43,7 +64,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, beta
         groups = [{**g, "params": [p for p in g["params"] if isinstance(p, DTensor) == sharded]}
                   for g in groups for sharded in (True, False)]
         groups = [g for g in groups if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, **kernel)
+    optimizer = adamw(groups, lr, betas, low_precision_update, seed, **kernel)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, total_steps, warmup_steps, schedule, min_lr_ratio)
     )

@@ -277,7 +277,8 @@ def train_reward_model(cfg: RMConfig, resume: bool = False) -> RMResult:
     sampler = PromptSampler(len(train_pairs), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         model, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), cfg.train.steps,
-        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
+        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio, cfg.model.low_precision_update,
+        cfg.train.seed)
 
     start_step, counters = 0, {"skipped_steps": 0, "train_seconds": 0.0}
     if resume and checkpoints:

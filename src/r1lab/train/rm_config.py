@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from r1lab.config import FSDP_HELP, PARALLEL_HELP, TIMEOUT_HELP, TRAIN_DTYPES, option, require
+from r1lab.config import (FSDP_HELP, LOW_PRECISION_UPDATE_HELP, LOW_PRECISION_UPDATES, PARALLEL_HELP, TIMEOUT_HELP,
+                          TRAIN_DTYPES, check_low_precision_update, option, require)
 from r1lab.train.lora_config import LoRAConfig
 
 
@@ -15,8 +16,13 @@ from r1lab.train.lora_config import LoRAConfig
 class RMModelConfig:
     name: str = option("smollm2-135m", "causal LM whose backbone initialises the reward model (HF folder, .gguf, "
                                        "cached hub id or smollm2-135m); the one-output score head starts fresh")
-    dtype: str = option("float32", "dtype of the trained weights", TRAIN_DTYPES)
+    dtype: str = option("float32", "dtype of the trained weights; bfloat16/float16 weights are updated as "
+                                   "model.low_precision_update says", TRAIN_DTYPES)
+    low_precision_update: str = option("auto", LOW_PRECISION_UPDATE_HELP, LOW_PRECISION_UPDATES)
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
+
+    def check(self) -> None:
+        check_low_precision_update(self.dtype, self.low_precision_update, "model.dtype")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from r1lab.config import to_dict
+from r1lab.config import resolve_low_precision_update, to_dict
 from r1lab.models.loading import locate_model
 from r1lab.parallel import DistContext, init_distributed
 from r1lab.models.precision import choose_precision
@@ -59,15 +59,21 @@ def start_run(cfg: Any, resume: bool) -> RunStart:
 
 def resolve_precision(cfg: Any, device: torch.device, run_dir: Path, resume: bool, verbose: bool = True) -> None:
     """Replaces ``auto`` in ``cfg.model.rollout_dtype`` / ``cfg.model.autocast`` with what this device runs fastest
-    (``r1lab.models.precision``), in place, so that config.json records what the run used. A resumed run keeps the
-    precision its config.json recorded, so it continues exactly as it started, even on another machine."""
+    (``r1lab.models.precision``) and in ``cfg.model.low_precision_update`` with the remedy the optimizer applies, in
+    place, so that config.json records what the run used. A resumed run keeps the precision its config.json
+    recorded, so it continues exactly as it started, even on another machine."""
     model = getattr(cfg, "model", None)
+    saved = run_dir / "config.json"
+    before = json.loads(saved.read_text()).get("model", {}) if resume and saved.is_file() else {}
+    if hasattr(model, "low_precision_update"):  # auto -> the remedy the optimizer applies to bf16 / fp16 weights
+        choice = before.get("low_precision_update", "auto") if model.low_precision_update == "auto" else \
+            model.low_precision_update
+        dtype = model.train_dtype if hasattr(model, "train_dtype") else model.dtype
+        model.low_precision_update = resolve_low_precision_update(dtype, choice)
     if not hasattr(model, "rollout_dtype"):  # jobs whose model section has no rollout copy (the reward model)
         return
     rollout, autocast = model.rollout_dtype, model.autocast
-    saved = run_dir / "config.json"
-    if resume and saved.is_file():
-        before = json.loads(saved.read_text()).get("model", {})
+    if before:
         rollout = before.get("rollout_dtype", rollout) if rollout == "auto" else rollout
         autocast = before.get("autocast", autocast) if autocast == "auto" else autocast
     precision = choose_precision(device, rollout, autocast)

@@ -102,7 +102,8 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> SFTResult:
     sampler = PromptSampler(len(data.train), seed=cfg.train.seed)
     optimizer, scheduler = build_optimizer(
         policy, cfg.train.lr, cfg.train.weight_decay, (cfg.train.adam_beta1, cfg.train.adam_beta2), total_steps,
-        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio)
+        cfg.train.warmup_steps, cfg.train.schedule, cfg.train.min_lr_ratio, cfg.model.low_precision_update,
+        cfg.train.seed)
     engine = None  # generation evals run on rank 0 (the held-out loss is sharded over ranks)
     if dist.is_main and cfg.eval.every and (task is not None or (data.held_out and cfg.log.samples_per_step)):
         from r1lab.rollout.native_engine import NativeEngine
