@@ -146,3 +146,19 @@ def test_job_settings_take_the_resolved_remedy():
     kahan = load_config(SFTConfig, None, base + ["model.low_precision_update=kahan"])
     assert sft_settings(kahan, cpu).low_precision_update == "kahan"
     assert sft_settings(load_config(SFTConfig, None, ["data.train_path=x.jsonl"]), cpu).low_precision_update == "none"
+
+
+def test_native_decoder_counts_its_packed_weights_and_fused_buffers_unless_it_owns_a_copy():
+    shape = model_shape(tiny_model().config)
+    packed = hand_params() * 4  # every matmul weight packed once per rollout (fp32)
+    fused = L * (H * H + 2 * H * KV + 2 * H * I) * 4  # q/k/v and gate/up fused beside the weights
+    base = dict(train_dtype="float32", rollout_dtype="float32", autocast="none", decode_weights=True,
+                kv_sequences=8, kv_tokens=16)
+    shared = plan(shape, Settings(**base)).parts["engine decode weights (rollout)"]
+    assert shared == packed + fused
+    # full FT with another rollout dtype: the engine's own copy, whose projections view the fused buffers
+    own = plan(shape, Settings(**{**base, "rollout_dtype": "bfloat16", "rollout_copy": True}))
+    assert own.parts["engine decode weights (rollout)"] == hand_params() * 2
+    # LoRA: the merged copy is written through its parameters, so the decoder fuses beside it
+    lora = plan(shape, Settings(**{**base, "rollout_copy": True, "lora_rank": 4}))
+    assert lora.parts["engine decode weights (rollout)"] == packed + fused

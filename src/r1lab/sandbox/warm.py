@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import selectors
 import subprocess
 import time
@@ -73,7 +74,9 @@ class WarmSandbox:
             self.close()
             tail = self._stderr.decode("utf-8", "replace").strip()[-2000:]
             message = events.get("infra", {}).get("message") or tail or "no message"
-            raise SandboxError(f"the warm sandbox did not start within {self.limits.startup_timeout:g}s: {message}")
+            how = (f"did not start within {self.limits.startup_timeout:g}s" if "_timeout" in events
+                   else "exited while starting")
+            raise SandboxError(f"the warm sandbox {how}: {message}")
         self.namespace = str(events["warm"]["namespace"])
         self.pid_inside = int(events["warm"]["pid"])
         self.startup_s = time.monotonic() - started
@@ -118,6 +121,7 @@ class WarmSandbox:
                     if not chunk:
                         sel.unregister(stream)
                         if stream is proc.stdout:  # the resident process is gone
+                            self._drain_stderr(proc, time.monotonic() + 1.0)  # its last words may lag stdout's EOF
                             self.close()
                             return events
                         continue
@@ -141,6 +145,22 @@ class WarmSandbox:
                     return events
         finally:
             sel.close()
+
+    def _drain_stderr(self, proc: subprocess.Popen, deadline: float) -> None:
+        """Read what is left on stderr (up to EOF or ``deadline``): a sandbox that fails to start writes why there,
+        and that write can arrive after stdout's EOF."""
+        fd = proc.stderr.fileno()
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return
+            try:
+                chunk = os.read(fd, 65536)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            self._stderr = (self._stderr + chunk)[-_STDERR_CAP:]
 
     def run(self, program: str, tests: str, entry_point: str | None = None, setup: str = "") -> ExecutionResult:
         """As ``runner.run_program``, in this sandbox; raises ``SandboxError`` when it is dead or dies starting."""

@@ -32,6 +32,7 @@ import torch
 
 from r1lab.config import resolve_low_precision_update
 
+FUSED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # fused by the native decoder
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 GB = 1024**3
 
@@ -148,7 +149,11 @@ def plan(shape: ModelShape, st: Settings, free: int | None = None, device: str =
     }
     resident = sum(parts.values())
     kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * st.kv_sequences * st.kv_tokens * rb
-    decode = shape.params * rb if st.decode_weights else 0
+    decode = shape.params * rb if st.decode_weights else 0  # every matmul's weight packed once per rollout
+    if st.decode_weights and (st.lora_rank or not st.rollout_copy):
+        # the decoder's fused q/k/v and gate/up buffers: kept beside the weights it decodes from, unless the engine
+        # owns its copy (full FT with another rollout dtype), whose projections then view them (llama_decode)
+        decode += shape.layers * sum(i * o for name, i, o in shape.linear_shapes if name in FUSED) * rb
     P, C, B = st.prompt_tokens, st.completion_tokens, st.micro_sequences
     if st.gradient_checkpointing or st.group_size == 1:  # each row runs prompt + completion in one forward
         tokens, attention = B * (P + C), B * (P + C) ** 2
