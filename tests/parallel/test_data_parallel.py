@@ -335,6 +335,32 @@ def test_eval_two_ranks_write_the_single_process_records(tiny_model_dir, tmp_pat
     assert results(runs[2])["generated_prompts"] == 5
 
 
+def test_eval_methods_two_ranks_write_the_single_process_records_and_share_one_cache(tiny_model_dir, tmp_path):
+    """self_consistency on 5 problems in chunks of one (sampling.batch_size=8): 3 rounds over 2 ranks. The answers
+    and metrics equal one process's; the ranks' cache files together replay the whole run in one process."""
+    common = ["eval", str(tiny_model_dir), *sets(["task.name=rg:basic_arithmetic", "method.name=self_consistency",
+        "method.params={n: 3}", "task.params={min_terms: 2, max_terms: 2, min_digits: 1, max_digits: 1, "
+        "operators: ['+'], allow_parentheses: false, allow_negation: false}", "task.train_size=50", "task.eval_size=5",
+        "sampling.max_new_tokens=6", "sampling.batch_size=8", "sampling.temperature=1.0", "log.progress=false",
+        "model.device=cpu"])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for ranks, cache in ((1, "cache1"), (2, "cache2"), (1, "cache2")):  # the last: one process replays 2 ranks' cache
+        out = tmp_path / f"ranks{ranks}-{cache}"
+        proc = subprocess.run(launch(ranks, *common, "--set", f"log.output_dir={out}"), capture_output=True,
+                              text=True, timeout=600, env={**env, "R1LAB_CACHE": str(tmp_path / cache)})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[ranks, cache] = out
+    records = lambda d: [json.loads(line) for line in (d / "completions.jsonl").read_text().splitlines()]  # noqa: E731
+    results = lambda d: json.loads((d / "results.json").read_text())  # noqa: E731
+    one, two, replay = runs[1, "cache1"], runs[2, "cache2"], runs[1, "cache2"]
+    assert records(one) == records(two) == records(replay) and len(records(one)) == 5
+    assert results(one)["metrics"] == results(two)["metrics"] == results(replay)["metrics"]
+    assert results(two)["generate_calls"] == results(one)["generate_calls"] >= 5
+    assert results(replay)["generate_calls"] == 0 and results(replay)["replayed_calls"] == results(one)["generate_calls"]
+    assert len(list((tmp_path / "cache2").rglob("*.rank1.jsonl"))) == 1  # rank 1 appended to its own file
+
+
 def test_single_process_jobs_refuse_a_multi_process_launch(monkeypatch, capsys):
     from r1lab.cli import main
 

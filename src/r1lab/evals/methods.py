@@ -56,7 +56,7 @@ def method_metrics(answers, examples, ctx, price_input: float, price_output: flo
 
 
 def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path,
-               cache_path: Path | None = None) -> dict[str, Any]:
+               cache_path: Path | None = None, dist=None) -> dict[str, Any] | None:
     import dataclasses
 
     import torch
@@ -79,21 +79,37 @@ def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path,
         return build_prompt(few_shot_example(example, shots, chosen), tokenizer, chosen.template, chosen.system,
                             chosen.instruction)
 
-    generator = CachedGenerator(lambda: EngineGenerator(engine(), tokenizer), cache_path, seed=s.seed)
+    from r1lab.parallel.context import DistContext, all_gather_objects, all_reduce_sum
+
+    dist = dist or DistContext()
+    generator = CachedGenerator(lambda: EngineGenerator(engine(), tokenizer), cache_path, seed=s.seed, rank=dist.rank)
     ctx = InferContext(generator=generator, render=render, task=task,
                        sampling=SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens),
                        extraction=tuple(cfg.metrics.extraction), tokenizer=tokenizer, model_name=cfg.model.name,
                        progress=cfg.log.progress, seed=s.seed)
     method = METHODS.get(cfg.method.name)
     examples = task.eval
-    torch.manual_seed(s.seed)
     per_call = max(1, s.batch_size // 8)  # problems per method call: the progress bar moves, the batches stay full
-    bar = Progress(total=len(examples), enabled=cfg.log.progress, desc=cfg.method.name)
+    starts = list(range(0, len(examples), per_call))
+    bar = Progress(total=len(examples), enabled=cfg.log.progress and dist.is_main, desc=cfg.method.name)
     answers = []
-    for start in range(0, len(examples), per_call):
-        answers += method(examples[start : start + per_call], ctx, dict(cfg.method.params))
-        bar.update(min(start + per_call, len(examples)))
+    # Data-parallel: the chunks are dealt to the ranks in rounds. A chunk is seeded and its generator calls keyed
+    # from its first problem alone, so its answers are the same whichever rank runs it, and at any world size.
+    for first in range(0, len(starts), dist.world_size):
+        mine = first + dist.rank
+        made = []
+        if mine < len(starts):
+            start = starts[mine]
+            torch.manual_seed(s.seed * 1_000_003 + start)
+            generator.begin(start)
+            made = method(examples[start : start + per_call], ctx, dict(cfg.method.params))
+        for part in all_gather_objects(dist, made):  # rank order = chunk order
+            answers += part
+        bar.update(min(len(examples), (first + dist.world_size) * per_call))
     bar.close()
+    calls, hits = (int(v) for v in all_reduce_sum(dist, [generator.calls, generator.hits]))
+    if not dist.is_main:  # rank 0 scores and writes
+        return None
     m = cfg.metrics
     metrics, records = method_metrics(answers, examples, ctx, m.price_input, m.price_output, m.reflection_words)
     defaults = getattr(method, "param_defaults", {})
@@ -106,7 +122,7 @@ def run_method(cfg, task, tokenizer, engine: Callable[[], Any], run_dir: Path,
                      "max_new_tokens": s.max_new_tokens, "seed": s.seed, "dtype": cfg.model.dtype,
                      "decoding": "greedy" if s.temperature == 0 else "sampling"},
         "prices_per_million": {"input": m.price_input, "output": m.price_output},
-        "metrics": metrics, "generate_calls": generator.calls, "replayed_calls": generator.hits,
+        "metrics": metrics, "generate_calls": calls, "replayed_calls": hits,
         "cache_file": str(cache_path or ""), "seconds": time.monotonic() - started,
     }
     from r1lab.evals.report import write_method_report

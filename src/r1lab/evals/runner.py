@@ -176,14 +176,13 @@ def run_eval(cfg: EvalJobConfig, engine_factory: Callable[[], Any] | None = None
     engine_setting = {"model": model_fingerprint(folder), "dtype": cfg.model.dtype, "device": device.split(":")[0],
                       "engine": "hf_generate" if engine_factory is None else "custom", "seed": s.seed}
     if cfg.method.name != "sample":
-        if dist.distributed:
-            raise ValueError(f"method.name={cfg.method.name} runs in one process; launch it without torchrun/srun "
-                             f"(method.name=sample, the default, runs data-parallel)")
         from r1lab.evals.generations import setting_key
         from r1lab.evals.methods import run_method
 
         cache_path = cache_dir / "methods" / f"{setting_key(engine_setting)}.jsonl" if cache_dir else None
-        results = run_method(cfg, task, tokenizer, engine, run_dir, cache_path)
+        results = run_method(cfg, task, tokenizer, engine, run_dir, cache_path, dist)
+        if results is None:  # not rank 0
+            return EvalResult(run_dir, {}, 0)
         return EvalResult(run_dir, results, results.get("generate_calls", 0))
 
     sampling = SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens)

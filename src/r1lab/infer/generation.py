@@ -108,22 +108,34 @@ class CachedGenerator:
     nothing (the per-call seeding still applies). ``make_inner`` is called on the first miss only.
     """
 
-    def __init__(self, make_inner, path=None, seed: int = 0):
+    def __init__(self, make_inner, path=None, seed: int = 0, rank: int = 0):
         import json
         from pathlib import Path
 
         self._make_inner, self._inner = make_inner, None
         self.path = Path(path) if path is not None else None
-        self.seed, self.index = seed, 0
+        self.seed, self.index, self.scope = seed, 0, None
         self.hits = self.calls = 0  # replayed calls; calls that generated
         self._items: dict[str, list[list[dict]]] = {}
-        if self.path is not None and self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line torn by a kill mid-write
+        if self.path is not None:
+            # data-parallel ranks append to their own files (rank 0 to ``path``); every rank replays from all of
+            # them, so a cache made at one world size serves any other
+            for part in [self.path, *sorted(self.path.parent.glob(f"{self.path.stem}.rank*{self.path.suffix}"))]:
+                if not part.is_file():
                     continue
-                self._items[row["key"]] = row["groups"]
+                for line in part.read_text(encoding="utf-8").splitlines():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:  # a line torn by a kill mid-write
+                        continue
+                    self._items[row["key"]] = row["groups"]
+            if rank:
+                self.path = self.path.with_name(f"{self.path.stem}.rank{rank}{self.path.suffix}")
+
+    def begin(self, scope: int) -> None:
+        """Key the next calls by ``scope`` (a chunk of problems) and their place within it, instead of their place in
+        the whole run: a chunk's calls then do not depend on which rank runs it, nor on the chunks before it."""
+        self.scope, self.index = scope, 0
 
     def complete(self, prompts: Sequence[str], n: int, sampling, stop: Sequence[str] = (),
                  max_tokens: Sequence[int] | None = None, seeds: Sequence[int] | None = None) -> list[list[Completion]]:
@@ -134,7 +146,8 @@ class CachedGenerator:
         import torch
 
         caps = list(max_tokens) if max_tokens is not None else None
-        request = [self.index, list(prompts), n, dataclasses.asdict(sampling), list(stop), caps]
+        place = self.index if self.scope is None else [self.scope, self.index]
+        request = [place, list(prompts), n, dataclasses.asdict(sampling), list(stop), caps]
         if seeds is not None:  # keys of calls without seeds stay as they were
             request.append(list(seeds))
         key = hashlib.sha256(json.dumps(request).encode("utf-8")).hexdigest()
